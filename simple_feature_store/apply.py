@@ -1,0 +1,47 @@
+"""Register this repo's Feast objects: build the Hamilton driver, execute it, apply the result.
+
+    python apply.py          # like `feast apply`: create, update and delete to match the code
+    python apply.py --plan   # like `feast plan`: print what apply would change, change nothing
+
+Both go through Feast's own plan/apply machinery, so objects removed from the code are
+removed from the registry exactly as `feast apply` would remove them.
+"""
+
+import argparse
+import sys
+
+import dataflow
+from feast import FeatureStore
+from feast.repo_operations import apply_total_with_repo_instance
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plan", action="store_true", help="show the changes, apply nothing")
+    args = parser.parse_args(argv)
+
+    store = FeatureStore(repo_path=str(dataflow.REPO_DIR))
+    contents = dataflow.repo_contents(dataflow.feast_objects_by_name().values())
+    project_names = [p.name for p in contents.projects]
+    if project_names != [store.project]:
+        print(
+            f"error: the DAG defines project(s) {project_names}, but feature_store.yaml "
+            f"names project {store.project!r}; they must be the same single project",
+            file=sys.stderr,
+        )
+        return 1
+
+    if args.plan:
+        registry_diff, infra_diff, _ = store.plan(contents)
+        print(registry_diff.to_string())
+        print(infra_diff.to_string())
+    else:
+        print(f"Applying changes for project {store.project}")
+        apply_total_with_repo_instance(
+            store, store.project, store.registry, contents, skip_source_validation=False
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
