@@ -1,0 +1,119 @@
+"""The main job, on embedded defaults: for each feature repo, generate its data, register its
+objects, load the online store, and retrieve features the ways a model would.
+
+Run through ./scripts/demo.sh, which sets up the environment first. Each repo is registered
+the way its README says (`feast apply`, or its apply script); the rest happens in this one
+process, since every `feast` command would pay for importing Feast again.
+"""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from feast import FeatureStore
+from feast.data_source import PushMode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# repo folder -> the command that registers its objects, run inside the folder
+REGISTER_COMMANDS = {
+    "default_feature_store": ["feast", "apply"],
+    "simple_feature_store": [sys.executable, "apply.py"],
+}
+
+
+def step(message: str) -> None:
+    print(f"\n--- {message}", flush=True)
+
+
+def run_in(repo_dir: Path, command: list[str]) -> None:
+    print(f"$ (cd {repo_dir.name} && {' '.join(Path(c).name if c == sys.executable else c for c in command)})")
+    subprocess.run(command, cwd=repo_dir, check=True)
+
+
+def training_set(store: FeatureStore, now: pd.Timestamp) -> pd.DataFrame:
+    """Point-in-time features and a label for three drivers at three past moments."""
+    entity_df = pd.DataFrame(
+        {
+            "driver_id": [1001, 1002, 1003],
+            "event_timestamp": [now - pd.Timedelta(hours=h) for h in (2, 26, 50)],
+            "val_to_add": [1, 2, 3],
+            "val_to_add_2": [10, 20, 30],
+        }
+    )
+    return store.get_historical_features(
+        entity_df=entity_df,
+        features=[
+            "driver_hourly_stats:conv_rate",
+            "driver_hourly_stats:acc_rate",
+            "driver_hourly_stats:avg_daily_trips",
+            "transformed_conv_rate:conv_rate_plus_val1",
+            "driver_quality_labels:is_reliable",
+        ],
+    ).to_df()
+
+
+def online_features(store: FeatureStore, service: str) -> pd.DataFrame:
+    rows = [
+        {"driver_id": 1001, "val_to_add": 1000, "val_to_add_2": 2000},
+        {"driver_id": 1002, "val_to_add": 1001, "val_to_add_2": 2002},
+    ]
+    response = store.get_online_features(
+        features=store.get_feature_service(service), entity_rows=rows
+    )
+    return pd.DataFrame(response.to_dict())
+
+
+def push_fresh_stats(store: FeatureStore, now: pd.Timestamp) -> None:
+    """A stream event for driver 1001, written to the online and offline stores."""
+    event = pd.DataFrame(
+        {
+            "driver_id": [1001],
+            "event_timestamp": [now],
+            "created": [now],
+            "conv_rate": [1.0],
+            "acc_rate": [1.0],
+            "avg_daily_trips": [1000],
+            "driver_metadata": [{"vehicle_type": "truck", "rating": "5.0"}],
+            "driver_config": ['{"max_distance_km": 500, "preferred_zones": ["north"]}'],
+            "driver_profile": [{"name": "driver_1001_updated", "age": "30"}],
+        }
+    )
+    store.push("driver_stats_push_source", event, to=PushMode.ONLINE_AND_OFFLINE)
+
+
+def walk_through(repo_name: str) -> None:
+    repo_dir = ROOT / repo_name
+    step(f"{repo_name}: generate data, register objects")
+    run_in(repo_dir, [sys.executable, "generate_data.py"])
+    run_in(repo_dir, REGISTER_COMMANDS[repo_name])
+
+    store = FeatureStore(repo_path=str(repo_dir))
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    step(f"{repo_name}: materialize-incremental to {now}")
+    store.materialize_incremental(end_date=now.to_pydatetime())
+
+    step(f"{repo_name}: training set (historical, point in time)")
+    print(training_set(store, now).sort_values("driver_id").to_string(index=False))
+
+    step(f"{repo_name}: online features through feature service driver_activity_v1")
+    print(online_features(store, "driver_activity_v1").to_string(index=False))
+
+    step(f"{repo_name}: push a fresh event for driver 1001, read it through driver_activity_v3")
+    push_fresh_stats(store, now)
+    fresh = online_features(store, "driver_activity_v3")
+    print(fresh[["driver_id", "conv_rate", "avg_daily_trips", "conv_rate_plus_val1"]].to_string(index=False))
+
+
+def main() -> None:
+    started = time.perf_counter()
+    for repo_name in REGISTER_COMMANDS:
+        walk_through(repo_name)
+    print(f"\nDemo finished in {time.perf_counter() - started:.1f} s.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: set up .venv with the test extras, run pytest, then check that the
+# run left every tracked file as it was. Arguments are passed on to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/ensure-system-packages.sh graphviz:dot
+source scripts/setup-env.sh test
+work_tree_state() { git status --porcelain --untracked-files=all 2>/dev/null; git diff 2>/dev/null | sha256sum; }
+before="$(work_tree_state)"
+python -m pytest "$@"
+if [ "$before" != "$(work_tree_state)" ]; then
+    echo "error: the test run changed files in the work tree:" >&2
+    git status --porcelain --untracked-files=all >&2
+    exit 1
+fi

@@ -1,0 +1,104 @@
+"""Shared helpers: temporary copies of the feature repos, running their commands, reading data."""
+
+import hashlib
+import importlib
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# How each repo registers its objects, run inside the repo folder (the README says the same).
+APPLY_COMMANDS = {
+    "default_feature_store": ["feast", "apply"],
+    "simple_feature_store": [sys.executable, "apply.py"],
+}
+PLAN_COMMANDS = {
+    "default_feature_store": ["feast", "plan"],
+    "simple_feature_store": [sys.executable, "apply.py", "--plan"],
+}
+
+
+def run(command: list[str], cwd: Path, expect_success: bool = True) -> subprocess.CompletedProcess:
+    """Run a command in `cwd`; on an unexpected exit code, fail with everything it printed."""
+    if command[0] == "feast":
+        command = [str(Path(sys.executable).parent / "feast"), *command[1:]]
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if (result.returncode == 0) != expect_success:
+        pytest.fail(
+            f"`{' '.join(command)}` in {cwd} exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
+    return result
+
+
+def copy_repo(name: str, destination: Path) -> Path:
+    """A copy of a feature repo's code, without anything a run has written into it."""
+    target = destination / name
+    shutil.copytree(
+        ROOT / name,
+        target,
+        ignore=shutil.ignore_patterns("data", "__pycache__", ".ipynb_checkpoints"),
+    )
+    return target
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file below `folder` except its data/ folder: the code a user keeps."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and "data" not in path.relative_to(folder).parts
+        and "__pycache__" not in path.parts
+    }
+
+
+def generate_data(repo_dir: Path, *args: str) -> None:
+    run([sys.executable, "generate_data.py", *args], cwd=repo_dir)
+
+
+def read_parquet(repo_dir: Path, relative_path: str) -> pd.DataFrame:
+    return pd.read_parquet(repo_dir / relative_path)
+
+
+@contextmanager
+def repo_modules(repo_dir: Path):
+    """Import a repo's own modules (e.g. `dataflow`) in this process, then forget them again.
+
+    The repos use the same module names, so each import starts from a clean slate.
+    """
+    names = {path.stem for path in repo_dir.glob("*.py")}
+
+    def forget():
+        for name in names:
+            sys.modules.pop(name, None)
+
+    forget()
+    sys.path.insert(0, str(repo_dir))
+    try:
+        yield lambda name: importlib.import_module(name)
+    finally:
+        sys.path.remove(str(repo_dir))
+        forget()
+
+
+@pytest.fixture(scope="module")
+def applied_repos(tmp_path_factory):
+    """Each of the default and simple repos, copied, with fresh data, registered its own way.
+
+    Yields {repo name: (path of the copy, hashes of its code files right after copying)}.
+    """
+    repos = {}
+    for name, apply_command in APPLY_COMMANDS.items():
+        repo_dir = copy_repo(name, tmp_path_factory.mktemp(name))
+        hashes = file_hashes(repo_dir)
+        generate_data(repo_dir)
+        run(apply_command, cwd=repo_dir)
+        repos[name] = (repo_dir, hashes)
+    return repos
