@@ -1,0 +1,55 @@
+"""Compute, validate and save the trip features, then register the Feast objects that serve them.
+
+    python apply.py                 # transforms + registration (like `feast apply`)
+    python apply.py --materialize   # ... and load the online store up to now
+    python apply.py --plan          # what apply would change in the registry; changes nothing
+
+One Hamilton execution runs the whole DAG; registration goes through Feast's own plan/apply
+machinery, so objects removed from the code are removed from the registry as with `feast apply`.
+"""
+
+import argparse
+import sys
+from datetime import datetime, timezone
+
+import dataflow
+from feast import FeatureStore
+from feast.repo_operations import apply_total_with_repo_instance
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--plan", action="store_true", help="show the changes, apply nothing")
+    mode.add_argument("--materialize", action="store_true", help="also materialize to now")
+    args = parser.parse_args(argv)
+
+    store = FeatureStore(repo_path=str(dataflow.REPO_DIR))
+    objects = dataflow.feast_objects_by_name(recompute_features=not args.plan)
+    contents = dataflow.repo_contents(objects.values())
+    project_names = [p.name for p in contents.projects]
+    if project_names != [store.project]:
+        print(
+            f"error: the DAG defines project(s) {project_names}, but feature_store.yaml "
+            f"names project {store.project!r}; they must be the same single project",
+            file=sys.stderr,
+        )
+        return 1
+
+    if args.plan:
+        registry_diff, infra_diff, _ = store.plan(contents)
+        print(registry_diff.to_string())
+        print(infra_diff.to_string())
+        return 0
+
+    print(f"Applying changes for project {store.project}")
+    apply_total_with_repo_instance(
+        store, store.project, store.registry, contents, skip_source_validation=False
+    )
+    if args.materialize:
+        store.materialize_incremental(end_date=datetime.now(timezone.utc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""This repo's Hamilton dataflow: its settings, its driver, and what executing it returns.
+
+One DAG runs from the raw trip columns through the transforms and the saved feature table to
+the Feast objects that serve them.
+
+    python dataflow.py      # redraw dag.png (and dag.dot) from the code
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+from hamilton import driver
+from hamilton.io.utils import get_file_metadata
+
+import feast_objects
+import feature_table
+import generate_data
+import raw_data
+import trip_features
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    LabelView,
+    OnDemandFeatureView,
+    Project,
+    StreamFeatureView,
+)
+from feast.data_source import DataSource
+from feast.feature_view import DUMMY_ENTITY
+from feast.permissions.permission import Permission
+from feast.repo_contents import RepoContents
+
+REPO_DIR = Path(__file__).resolve().parent
+MODULES = [raw_data, trip_features, feature_table, feast_objects]
+SAVED_FEATURE_TABLE = "saved_driver_trip_features"
+
+
+def settings() -> dict:
+    """The driver's inputs: everything about this repo that is configuration, not code.
+
+    Paths are absolute, resolved against this folder: Feast's duckdb offline store would
+    resolve a relative source path against the current directory instead.
+    """
+    feature_store_yaml = yaml.safe_load((REPO_DIR / "feature_store.yaml").read_text())
+    return {
+        "project_name": feature_store_yaml["project"],
+        "raw_trips_path": str(REPO_DIR / generate_data.RAW_TRIPS_PATH),
+        "driver_trip_features_path": str(REPO_DIR / "data" / "driver_trip_features.parquet"),
+        "driver_trip_stats_ttl": timedelta(days=1),
+    }
+
+
+def build_driver() -> driver.Driver:
+    """A Hamilton driver over the loading, the transforms, the feature table and the Feast objects."""
+    return driver.Builder().with_modules(*MODULES).build()
+
+
+FEAST_OBJECT_TYPES = (Project, Entity, DataSource, FeatureView, OnDemandFeatureView, FeatureService)
+
+
+def feast_object_names(dr: driver.Driver) -> list[str]:
+    """The nodes that return Feast objects."""
+    return sorted(
+        v.name
+        for v in dr.list_available_variables()
+        if isinstance(v.type, type) and issubclass(v.type, FEAST_OBJECT_TYPES)
+    )
+
+
+def saved_feature_table(path: str) -> dict:
+    """What saving the feature table returns, for a table saved earlier; an error if there is none."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"no feature table at {path}: run `python apply.py` first, which computes and saves it"
+        )
+    return get_file_metadata(path)
+
+
+def feast_objects_by_name(recompute_features: bool = True) -> dict:
+    """Execute the DAG and return each Feast object under its node name.
+
+    With `recompute_features`, the features are computed from the raw trips, validated and
+    saved first; without, the feature table saved last time stands in for that whole branch.
+    """
+    dr = build_driver()
+    inputs = settings()
+    overrides = {}
+    if not recompute_features:
+        overrides[SAVED_FEATURE_TABLE] = saved_feature_table(inputs["driver_trip_features_path"])
+    return dr.execute(feast_object_names(dr), inputs=inputs, overrides=overrides)
+
+
+def repo_contents(objects) -> RepoContents:
+    """Sort Feast objects into the RepoContents that `feast apply` parses from a repo's files.
+
+    Every source is a node of its own here, so nothing is nested inside another object
+    that would have to be dug out the way Feast's file parser does.
+    """
+    kinds = {
+        "projects": Project,
+        "data_sources": DataSource,
+        "entities": Entity,
+        "stream_feature_views": StreamFeatureView,
+        "feature_views": FeatureView,
+        "on_demand_feature_views": OnDemandFeatureView,
+        "label_views": LabelView,
+        "feature_services": FeatureService,
+        "permissions": Permission,
+    }
+    sorted_objects: dict[str, list] = {kind: [] for kind in kinds}
+    for obj in objects:
+        # StreamFeatureView is a FeatureView: the first matching kind wins.
+        kind = next((k for k, cls in kinds.items() if isinstance(obj, cls)), None)
+        if kind is None:
+            raise TypeError(f"{obj!r} is not a Feast object that can be applied")
+        sorted_objects[kind].append(obj)
+    sorted_objects["entities"].append(DUMMY_ENTITY)
+    return RepoContents(**sorted_objects)
+
+
+def dag_picture():
+    """The whole DAG as a graphviz graph: raw columns, transforms, checks, the saver, Feast objects."""
+    graph = build_driver().display_all_functions(
+        None, orient="LR", show_legend=False, deduplicate_inputs=True
+    )
+    graph.body.sort()  # Hamilton lists nodes in no fixed order; sorted, the file is stable
+    return graph
+
+
+def draw(output_stem: Path = REPO_DIR / "dag") -> None:
+    """Write the DAG as DOT source (`dag.dot`, which the tests compare) and as `dag.png`."""
+    graph = dag_picture()
+    output_stem.with_suffix(".dot").write_text(graph.source)
+    graph.render(output_stem, format="png", cleanup=True)
+
+
+if __name__ == "__main__":
+    draw()

@@ -1,0 +1,58 @@
+"""Loading the raw trip events: checked against the schema the transforms rely on."""
+
+import pandas as pd
+from hamilton.function_modifiers import extract_columns
+
+# column -> what it must be; the transforms rely on exactly this
+RAW_TRIP_SCHEMA = {
+    "event_timestamp": "a timezone-aware datetime (UTC)",
+    "created": "a timezone-aware datetime (UTC)",
+    "driver_id": "an integer",
+    "rider_id": "an integer",
+    "trip_dist": "a number",
+    "rider_rating": "an integer",
+}
+
+
+def _schema_problems(trips: pd.DataFrame) -> list[str]:
+    problems = []
+    for column, expected in RAW_TRIP_SCHEMA.items():
+        if column not in trips.columns:
+            problems.append(f"column '{column}' is missing; expected {expected}")
+            continue
+        dtype = trips[column].dtype
+        if expected.startswith("a timezone-aware"):
+            ok = isinstance(dtype, pd.DatetimeTZDtype)
+        elif expected == "an integer":
+            ok = pd.api.types.is_integer_dtype(dtype)
+        else:
+            ok = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+        if not ok:
+            problems.append(f"column '{column}' has dtype {dtype}; expected {expected}")
+    return problems
+
+
+def raw_trips(raw_trips_path: str) -> pd.DataFrame:
+    """Raw trip events as the trip system wrote them."""
+    trips = pd.read_parquet(raw_trips_path)
+    problems = _schema_problems(trips)
+    if trips.empty:
+        problems.append("it has no rows; expected at least one trip")
+    if not problems:
+        for column, nans in trips[list(RAW_TRIP_SCHEMA)].isna().sum().items():
+            if nans:
+                problems.append(f"column '{column}' has {nans} missing values; expected none")
+        if (trips["trip_dist"] < 0).any():
+            problems.append("column 'trip_dist' has negative distances; expected >= 0")
+    if problems:
+        raise ValueError(f"raw trips in {raw_trips_path}: " + "; ".join(problems))
+    return trips
+
+
+@extract_columns(*RAW_TRIP_SCHEMA)
+def trips(raw_trips: pd.DataFrame) -> pd.DataFrame:
+    """Raw trips in event-time order (a stable sort), indexed 0..n-1; every feature shares this index."""
+    ordered = raw_trips[list(RAW_TRIP_SCHEMA)].sort_values("event_timestamp", kind="stable")
+    ordered["event_timestamp"] = ordered["event_timestamp"].dt.tz_convert("UTC")
+    ordered["created"] = ordered["created"].dt.tz_convert("UTC")
+    return ordered.reset_index(drop=True)
