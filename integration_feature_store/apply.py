@@ -9,8 +9,11 @@ machinery, so objects removed from the code are removed from the registry as wit
 """
 
 import argparse
+import logging
 import sys
 from datetime import datetime, timezone
+
+from hamilton.data_quality.base import DataValidationError
 
 import dataflow
 from feast import FeatureStore
@@ -24,8 +27,19 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--materialize", action="store_true", help="also materialize to now")
     args = parser.parse_args(argv)
 
+    # Hamilton logs a failing node with its traceback; the errors we expect get a short
+    # message below instead, and anything unexpected still raises with its traceback.
+    for name in ("hamilton.execution.graph_functions", "hamilton.driver"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     store = FeatureStore(repo_path=str(dataflow.REPO_DIR))
-    objects = dataflow.feast_objects_by_name(recompute_features=not args.plan)
+    try:
+        objects = dataflow.feast_objects_by_name(recompute_features=not args.plan)
+    except (DataValidationError, ValueError, FileNotFoundError) as error:
+        messages = error.args[0] if isinstance(error, DataValidationError) else [str(error)]
+        print("error: nothing was saved or registered:", file=sys.stderr)
+        for message in messages:
+            print(f"  {message.strip()}", file=sys.stderr)
+        return 1
     contents = dataflow.repo_contents(objects.values())
     project_names = [p.name for p in contents.projects]
     if project_names != [store.project]:

@@ -1,0 +1,158 @@
+"""The integration repo's transforms, each on small hand-made frames or against a brute-force
+reference on random data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, repo_modules
+
+REPO = ROOT / "integration_feature_store"
+
+
+@pytest.fixture(scope="module")
+def features():
+    with repo_modules(REPO) as import_module:
+        yield import_module("trip_features")
+
+
+@pytest.fixture(scope="module")
+def raw_data():
+    with repo_modules(REPO) as import_module:
+        yield import_module("raw_data")
+
+
+def utc(*stamps: str) -> pd.Series:
+    """Timestamps in UTC; a stamp without an offset is read as UTC."""
+    parsed = [pd.Timestamp(stamp) for stamp in stamps]
+    return pd.Series(
+        [p.tz_localize("UTC") if p.tzinfo is None else p.tz_convert("UTC") for p in parsed],
+        dtype="datetime64[ns, UTC]",
+    )
+
+
+def random_trips(seed: int, n: int = 600, drivers: int = 4, hours: int = 12) -> pd.DataFrame:
+    """Trips in time order with repeated timestamps and repeated distances, to exercise ties."""
+    rng = np.random.default_rng(seed)
+    seconds = np.sort(rng.integers(0, hours * 3600, n) // 60 * 60)  # whole minutes: time ties
+    return pd.DataFrame(
+        {
+            "event_timestamp": pd.Timestamp("2026-05-01", tz="UTC") + pd.to_timedelta(seconds, "s"),
+            "driver_id": rng.integers(1, drivers + 1, n),
+            "trip_dist": rng.integers(1, 30, n).astype("float64"),  # whole km: value ties
+        }
+    )
+
+
+def trailing(trips: pd.DataFrame, i: int, window: pd.Timedelta) -> pd.DataFrame:
+    """Rows up to and including row i (input order) whose time is in (t_i - window, t_i]."""
+    t_i = trips.event_timestamp.iloc[i]
+    earlier = trips.iloc[: i + 1]
+    return earlier[earlier.event_timestamp > t_i - window]
+
+
+def test_calendar_features_are_utc(features):
+    # 2026-03-01 is a Sunday; 01:30 at +02:00 is still Saturday 23:30 in UTC.
+    stamps = utc("2026-03-02 08:15", "2026-03-01 01:30+02:00", "2026-12-31 23:59")
+    assert features.day_of_week(stamps).tolist() == [0, 5, 3]
+    assert features.is_weekend(features.day_of_week(stamps)).tolist() == [False, True, False]
+    assert features.month(stamps).tolist() == [3, 2, 12]
+    assert features.hour_of_day(stamps).tolist() == [8, 23, 23]
+    assert features.day_of_week(stamps).dtype == np.int64
+
+
+def test_percentile_rank_on_a_hand_made_window(features):
+    stamps = utc("2026-05-01 00:00", "2026-05-01 01:00", "2026-05-01 02:00", "2026-05-01 03:30")
+    dist = pd.Series([10.0, 30.0, 20.0, 5.0])
+    # row 2: among 10, 30, 20 -> 20 ranks 2nd of 3; row 3: window (00:30, 03:30] holds 30, 20, 5.
+    ranks = features.trip_dist_pct_rank_3h_all_drivers(dist, stamps)
+    assert ranks.tolist() == pytest.approx([1.0, 1.0, 2 / 3, 1 / 3])
+
+
+def test_percentile_rank_matches_brute_force_on_random_trips(features):
+    trips = random_trips(seed=1)
+    actual = features.trip_dist_pct_rank_3h_all_drivers(trips.trip_dist, trips.event_timestamp)
+    window = pd.Timedelta(hours=3)
+    expected = []
+    for i, dist in enumerate(trips.trip_dist):
+        in_window = trailing(trips, i, window).trip_dist
+        below, equal = (in_window < dist).sum(), (in_window == dist).sum()
+        expected.append((below + (equal + 1) / 2) / len(in_window))  # average rank of ties
+    np.testing.assert_allclose(actual, expected, rtol=1e-12)
+    assert actual.index.equals(trips.index)
+
+
+@pytest.mark.parametrize("window, name", [("3h", "driver_trip_dist_3h"), ("24h", "driver_trip_dist_24h")])
+def test_per_driver_windows_match_brute_force_on_random_trips(features, window, name):
+    trips = random_trips(seed=2, hours=60)
+    stats = getattr(features, name)(trips.trip_dist, trips.driver_id, trips.event_timestamp)
+    for i in range(len(trips)):
+        mine = trailing(trips, i, pd.Timedelta(window))
+        mine = mine[mine.driver_id == trips.driver_id.iloc[i]].trip_dist
+        assert stats.loc[i, "count"] == len(mine)
+        assert stats.loc[i, "mean"] == pytest.approx(mine.mean())
+        assert stats.loc[i, "max"] == mine.max() and stats.loc[i, "min"] == mine.min()
+
+
+def test_per_driver_features_on_a_hand_made_frame(features):
+    stamps = utc("2026-05-01 00:00", "2026-05-01 00:30", "2026-05-01 01:00", "2026-05-01 03:15")
+    driver = pd.Series([7, 8, 7, 7])
+    dist = pd.Series([2.0, 50.0, 4.0, 9.0])
+    stats_3h = features.driver_trip_dist_3h(dist, driver, stamps)
+    assert features.driver_trip_dist_mean_3h(stats_3h).tolist() == [2.0, 50.0, 3.0, 6.5]
+    assert features.driver_trip_dist_max_3h(stats_3h).tolist() == [2.0, 50.0, 4.0, 9.0]
+    assert features.driver_trip_dist_min_3h(stats_3h).tolist() == [2.0, 50.0, 2.0, 4.0]
+    assert features.driver_trips_3h(stats_3h).tolist() == [1, 1, 2, 2]
+    stats_24h = features.driver_trip_dist_24h(dist, driver, stamps)
+    assert features.driver_trips_24h(stats_24h).tolist() == [1, 1, 2, 3]
+    assert features.driver_trip_dist_mean_24h(stats_24h).tolist() == [2.0, 50.0, 3.0, 5.0]
+    assert features.driver_trips_24h(stats_24h).dtype == np.int64
+
+
+def test_trips_are_put_in_event_time_order_with_a_fresh_index(raw_data):
+    raw = pd.DataFrame(
+        {
+            "event_timestamp": utc("2026-05-01 02:00", "2026-05-01 01:00"),
+            "created": utc("2026-05-01 02:01", "2026-05-01 01:01"),
+            "driver_id": [1, 2],
+            "rider_id": [10, 20],
+            "trip_dist": [3.0, 4.0],
+            "rider_rating": [5, 4],
+            "ignored": ["x", "y"],
+        },
+    ).set_axis([40, 41])
+    trips = raw_data.trips(raw)
+    assert trips.driver_id.tolist() == [2, 1]
+    assert trips.index.tolist() == [0, 1]
+    assert "ignored" not in trips.columns
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda f: f.drop(columns=["trip_dist"]), "column 'trip_dist' is missing; expected a number"),
+        (lambda f: f.assign(driver_id=f.driver_id.astype(str)), "column 'driver_id' has dtype object; expected an integer"),
+        (lambda f: f.assign(event_timestamp=f.event_timestamp.dt.tz_localize(None)), "column 'event_timestamp' has dtype datetime64[ns]; expected a timezone-aware datetime (UTC)"),
+        (lambda f: f.assign(trip_dist=[1.0, np.nan]), "column 'trip_dist' has 1 missing values; expected none"),
+        (lambda f: f.assign(trip_dist=[1.0, -2.0]), "column 'trip_dist' has negative distances; expected >= 0"),
+        (lambda f: f.iloc[:0], "it has no rows; expected at least one trip"),
+    ],
+    ids=["missing column", "wrong dtype", "naive timestamps", "NaN", "negative", "empty"],
+)
+def test_bad_raw_trips_get_an_error_naming_the_column(raw_data, tmp_path, change, message):
+    good = pd.DataFrame(
+        {
+            "event_timestamp": utc("2026-05-01 01:00", "2026-05-01 02:00"),
+            "created": utc("2026-05-01 01:01", "2026-05-01 02:01"),
+            "driver_id": [1, 2],
+            "rider_id": [10, 20],
+            "trip_dist": [3.0, 4.0],
+            "rider_rating": [5, 4],
+        }
+    )
+    path = tmp_path / "raw_trips.parquet"
+    change(good).to_parquet(path)
+    with pytest.raises(ValueError) as error:
+        raw_data.raw_trips(str(path))
+    assert message in str(error.value)
+    assert str(path) in str(error.value)
