@@ -1,5 +1,6 @@
 """The main job, on embedded defaults: for each feature repo, generate its data, register its
-objects, load the online store, and retrieve features the ways a model would.
+objects, load the online store, and retrieve features the ways a model would; then execute the
+integration repo's retrieval notebook (into its data/ folder, leaving the committed one as is).
 
 Run through ./scripts/demo.sh, which sets up the environment first. Each repo is registered
 the way its README says (`feast apply`, or its apply script); the rest happens in this one
@@ -11,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pandas as pd
+from nbclient import NotebookClient
 
 from feast import FeatureStore
 from feast.data_source import PushMode
@@ -108,10 +111,45 @@ def walk_through(repo_name: str) -> None:
     print(fresh[["driver_id", "conv_rate", "avg_daily_trips", "conv_rate_plus_val1"]].to_string(index=False))
 
 
+def walk_through_integration() -> None:
+    repo_dir = ROOT / "integration_feature_store"
+    step("integration_feature_store: raw trips -> Hamilton transforms -> Feast")
+    run_in(repo_dir, [sys.executable, "generate_data.py"])
+    run_in(repo_dir, [sys.executable, "apply.py", "--materialize"])
+
+    store = FeatureStore(repo_path=str(repo_dir))
+    service = store.get_feature_service("trip_rating_model_v1")
+    trips = pd.read_parquet(repo_dir / "data" / "raw_trips.parquet").tail(3)
+    entity_df = trips[["driver_id", "event_timestamp", "trip_dist", "rider_rating"]].rename(
+        columns={"trip_dist": "requested_trip_dist"}
+    )
+    entity_df["requested_at"] = entity_df["event_timestamp"]
+    step("integration_feature_store: training rows for the last three trips (label: rider_rating)")
+    training = store.get_historical_features(entity_df=entity_df, features=service).to_df()
+    print(training.T.to_string())
+
+    step("integration_feature_store: online features through feature service trip_rating_model_v1")
+    now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+    online = store.get_online_features(
+        features=service,
+        entity_rows=[{"driver_id": 1001, "requested_at": now, "requested_trip_dist": 5.0}],
+    )
+    print(pd.DataFrame(online.to_dict()).T.to_string())
+
+    executed = repo_dir / "data" / "retrieval.executed.ipynb"
+    step(f"integration_feature_store: execute retrieval.ipynb into {executed.relative_to(ROOT)}")
+    notebook = nbformat.read(repo_dir / "retrieval.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(repo_dir)}}).execute()
+    nbformat.write(notebook, executed)
+    summary = next(c for c in notebook.cells if "summary" in c.metadata.get("tags", []))
+    print(summary.outputs[0]["text"])
+
+
 def main() -> None:
     started = time.perf_counter()
     for repo_name in REGISTER_COMMANDS:
         walk_through(repo_name)
+    walk_through_integration()
     print(f"\nDemo finished in {time.perf_counter() - started:.1f} s.")
 
 
