@@ -123,9 +123,11 @@ def repo_contents(objects) -> RepoContents:
 def dag_picture():
     """The whole DAG as a graphviz graph: raw columns, transforms, checks, the saver, Feast objects."""
     graph = build_driver().display_all_functions(
-        None, orient="LR", show_legend=False, deduplicate_inputs=True
+        None, orient="LR", show_legend=False, deduplicate_inputs=False
     )
-    graph.body.sort()  # Hamilton lists nodes in no fixed order; sorted, the file is stable
+    # Hamilton lists nodes in no fixed order, so the lines are sorted for a stable file; shared
+    # inputs are not deduplicated, since the box would be named after a consumer picked at random.
+    graph.body.sort()
     return graph
 
 

@@ -87,9 +87,11 @@ def repo_contents(objects) -> RepoContents:
 def dag_picture():
     """The DAG as a graphviz graph: Feast objects, their dependencies and the settings they use."""
     graph = build_driver().display_all_functions(
-        None, orient="TB", show_legend=False, deduplicate_inputs=True
+        None, orient="TB", show_legend=False, deduplicate_inputs=False
     )
-    graph.body.sort()  # Hamilton lists nodes in no fixed order; sorted, the file is stable
+    # Hamilton lists nodes in no fixed order, so the lines are sorted for a stable file; shared
+    # inputs are not deduplicated, since the box would be named after a consumer picked at random.
+    graph.body.sort()
     return graph
 
 
