@@ -1,6 +1,7 @@
 """simple_feature_store registers exactly what default_feature_store registers, whichever way
 it is applied, and its apply script keeps Feast's apply semantics."""
 
+import inspect
 import sys
 
 import pandas as pd
@@ -13,28 +14,27 @@ from registry_protos import registry_objects
 DEFAULT, SIMPLE = "default_feature_store", "simple_feature_store"
 
 
+def applied_copy(tmp_path_factory, name: str, apply_command: list[str]):
+    """A copy of repo `name` with fresh data, registered by `apply_command`."""
+    repo_dir = copy_repo(name, tmp_path_factory.mktemp(name))
+    generate_data(repo_dir)
+    run(apply_command, cwd=repo_dir)
+    return repo_dir
+
+
 @pytest.fixture(scope="module")
 def default_repo(tmp_path_factory):
-    repo_dir = copy_repo(DEFAULT, tmp_path_factory.mktemp("default"))
-    generate_data(repo_dir)
-    run(["feast", "apply"], cwd=repo_dir)
-    return repo_dir
+    return applied_copy(tmp_path_factory, DEFAULT, ["feast", "apply"])
 
 
 @pytest.fixture(scope="module")
 def simple_repo_applied_by_script(tmp_path_factory):
-    repo_dir = copy_repo(SIMPLE, tmp_path_factory.mktemp("simple_script"))
-    generate_data(repo_dir)
-    run([sys.executable, "apply.py"], cwd=repo_dir)
-    return repo_dir
+    return applied_copy(tmp_path_factory, SIMPLE, [sys.executable, "apply.py"])
 
 
 @pytest.fixture(scope="module")
 def simple_repo_applied_by_cli(tmp_path_factory):
-    repo_dir = copy_repo(SIMPLE, tmp_path_factory.mktemp("simple_cli"))
-    generate_data(repo_dir)
-    run(["feast", "apply"], cwd=repo_dir)
-    return repo_dir
+    return applied_copy(tmp_path_factory, SIMPLE, ["feast", "apply"])
 
 
 def test_simple_repo_registers_the_same_objects_as_the_default_repo(
@@ -135,3 +135,14 @@ def test_committed_dag_picture_is_current():
         drawn = import_module("dataflow").dag_picture().source
     assert (ROOT / SIMPLE / "dag.dot").read_text() == drawn
     assert (ROOT / SIMPLE / "dag.png").stat().st_size > 10_000
+
+
+def test_both_hamilton_repos_carry_the_same_registration_helpers():
+    """Each Hamilton repo has its own dataflow.py so that it works when copied alone; the parts
+    that are not about the repo's own DAG must stay the same in both."""
+    sources = []
+    for repo in (SIMPLE, "integration_feature_store"):
+        with repo_modules(ROOT / repo) as import_module:
+            dataflow = import_module("dataflow")
+            sources.append([inspect.getsource(f) for f in (dataflow.repo_contents, dataflow.draw)])
+    assert sources[0] == sources[1]

@@ -109,18 +109,22 @@ def test_per_driver_features_on_a_hand_made_frame(features):
     assert features.driver_trips_24h(stats_24h).dtype == np.int64
 
 
-def test_trips_are_put_in_event_time_order_with_a_fresh_index(raw_data):
-    raw = pd.DataFrame(
+def two_raw_trips(first_hour: str, second_hour: str) -> pd.DataFrame:
+    """Two valid raw trips on 2026-05-01 at the given hours (HH:MM), drivers 1 and 2."""
+    return pd.DataFrame(
         {
-            "event_timestamp": utc("2026-05-01 02:00", "2026-05-01 01:00"),
-            "created": utc("2026-05-01 02:01", "2026-05-01 01:01"),
+            "event_timestamp": utc(f"2026-05-01 {first_hour}", f"2026-05-01 {second_hour}"),
+            "created": utc(f"2026-05-01 {first_hour}:30", f"2026-05-01 {second_hour}:30"),
             "driver_id": [1, 2],
             "rider_id": [10, 20],
             "trip_dist": [3.0, 4.0],
             "rider_rating": [5, 4],
-            "ignored": ["x", "y"],
-        },
-    ).set_axis([40, 41])
+        }
+    )
+
+
+def test_trips_are_put_in_event_time_order_with_a_fresh_index(raw_data):
+    raw = two_raw_trips("02:00", "01:00").assign(ignored=["x", "y"]).set_axis([40, 41])
     trips = raw_data.trips(raw)
     assert trips.driver_id.tolist() == [2, 1]
     assert trips.index.tolist() == [0, 1]
@@ -140,16 +144,7 @@ def test_trips_are_put_in_event_time_order_with_a_fresh_index(raw_data):
     ids=["missing column", "wrong dtype", "naive timestamps", "NaN", "negative", "empty"],
 )
 def test_bad_raw_trips_get_an_error_naming_the_column(raw_data, tmp_path, change, message):
-    good = pd.DataFrame(
-        {
-            "event_timestamp": utc("2026-05-01 01:00", "2026-05-01 02:00"),
-            "created": utc("2026-05-01 01:01", "2026-05-01 02:01"),
-            "driver_id": [1, 2],
-            "rider_id": [10, 20],
-            "trip_dist": [3.0, 4.0],
-            "rider_rating": [5, 4],
-        }
-    )
+    good = two_raw_trips("01:00", "02:00")
     path = tmp_path / "raw_trips.parquet"
     change(good).to_parquet(path)
     with pytest.raises(ValueError) as error:
