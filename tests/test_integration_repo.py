@@ -295,6 +295,7 @@ def test_retrieval_notebook_runs_top_to_bottom_and_produces_the_expected_values(
     summary_cell = next(c for c in notebook.cells if "summary" in c.metadata.get("tags", []))
     summary = json.loads(summary_cell.outputs[0]["text"])
     assert summary["training_rows"] == summary["entity_rows"] == 2000
+    assert summary["training_labels_in_order"] is True
     assert summary["label_present"] == summary["features_present"] == 2000
     assert summary["odfv_skew_rows"] == 0
     assert summary["raw_columns_upstream"] == ["created", "driver_id", "event_timestamp", "trip_dist"]

@@ -1,0 +1,217 @@
+"""Point-in-time correctness of the offline stores our repos use, against a brute-force oracle.
+
+Feast's documented semantics: for each entity row, the latest feature row of that entity with
+event_timestamp <= the row's timestamp and no older than the view's TTL, ties on event_timestamp
+broken by the later `created`; no such row -> null features; every entity row is returned.
+
+The data is random but seeded: feature rows on whole minutes (so event-time ties happen, broken
+by distinct `created`), entity rows at random seconds, entity rows exactly at feature timestamps
+(the inclusive "<="; some of these also sit exactly one TTL after another feature row, and the
+oracle reads "no older than the TTL" inclusively there), duplicate entity rows, and an entity
+with no features at all.
+"""
+
+import pathlib
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, repo_modules
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from feast.repo_config import RegistryConfig
+from feast.types import Float64
+
+TTLS = {"fv_30m": pd.Timedelta(minutes=30), "fv_2h": pd.Timedelta(hours=2), "fv_1d": pd.Timedelta(days=1)}
+START = pd.Timestamp("2026-02-01", tz="UTC")
+
+
+def offline_store_of(repo: str) -> str:
+    config = yaml.safe_load((ROOT / repo / "feature_store.yaml").read_text())
+    return config.get("offline_store", {}).get("type", "file")
+
+
+OFFLINE_STORES = {repo: offline_store_of(repo) for repo in
+                  ["default_feature_store", "simple_feature_store", "integration_feature_store"]}
+
+
+def feature_rows(rng) -> pd.DataFrame:
+    n = 3000
+    rows = pd.DataFrame(
+        {
+            "driver_id": rng.integers(1, 9, n),  # drivers 1-8; driver 9 has no features
+            "event_timestamp": START + pd.to_timedelta(rng.integers(0, 3 * 24 * 60, n), "min"),
+        }
+    )
+    # Same driver and event time: distinct `created`, so the tie-break is defined.
+    rows["created"] = rows["event_timestamp"] + pd.to_timedelta(
+        rows.groupby(["driver_id", "event_timestamp"]).cumcount() + rng.integers(0, 5, n), "s"
+    )
+    rows = rows.drop_duplicates(["driver_id", "event_timestamp", "created"])
+    for name in TTLS:
+        rows[f"value_{name}"] = rng.random(len(rows))
+    return rows.astype({"event_timestamp": "datetime64[us, UTC]", "created": "datetime64[us, UTC]"})
+
+
+def entity_rows(rng, features: pd.DataFrame) -> pd.DataFrame:
+    n = 1200
+    stamps = START - pd.Timedelta(hours=2) + pd.to_timedelta(
+        rng.integers(0, 3 * 24 * 60 + 240, n) * 60 + rng.integers(1, 60, n), "s"
+    )
+    random_rows = pd.DataFrame({"driver_id": rng.integers(1, 10, n), "event_timestamp": stamps})
+    exact_rows = features.sample(100, random_state=1)[["driver_id", "event_timestamp"]]
+    rows = pd.concat([random_rows, exact_rows], ignore_index=True)
+    rows = pd.concat([rows, rows.sample(40, random_state=2)], ignore_index=True)  # duplicates
+    rows["label"] = rng.integers(0, 2, len(rows))
+    return rows.astype({"event_timestamp": "datetime64[us, UTC]"}).sample(frac=1, random_state=3)
+
+
+def oracle(entities: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """The documented semantics, one entity row at a time."""
+    expected = entities.copy()
+    by_driver = {d: rows for d, rows in features.groupby("driver_id")}
+    for name, ttl in TTLS.items():
+        values = []
+        for driver_id, stamp in zip(entities.driver_id, entities.event_timestamp):
+            rows = by_driver.get(driver_id)
+            if rows is None:
+                values.append(np.nan)
+                continue
+            valid = rows[(rows.event_timestamp <= stamp) & (rows.event_timestamp >= stamp - ttl)]
+            if valid.empty:
+                values.append(np.nan)
+            else:
+                latest = valid.sort_values(["event_timestamp", "created"]).iloc[-1]
+                values.append(latest[f"value_{name}"])
+        expected[f"value_{name}"] = values
+    return expected
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    rng = np.random.default_rng(2026)
+    features = feature_rows(rng)
+    entities = entity_rows(rng, features)
+    return features, entities, oracle(entities, features)
+
+
+def store_with(offline_store: str, features: pd.DataFrame, folder: pathlib.Path) -> FeatureStore:
+    """A throwaway repo with the given offline store: one source, three views with different TTLs."""
+    features.to_parquet(folder / "features.parquet")
+    store = FeatureStore(
+        config=RepoConfig(
+            project="point_in_time",
+            registry=RegistryConfig(path=str(folder / "registry.db")),
+            provider="local",
+            offline_store={"type": offline_store},
+            online_store={"type": "sqlite", "path": str(folder / "online.db")},
+            entity_key_serialization_version=3,
+            repo_path=str(folder),
+        )
+    )
+    driver = Entity(name="driver", join_keys=["driver_id"])
+    source = FileSource(
+        name="features", path=str(folder / "features.parquet"),
+        timestamp_field="event_timestamp", created_timestamp_column="created",
+    )
+    views = [
+        FeatureView(name=name, entities=[driver], ttl=timedelta(seconds=ttl.total_seconds()),
+                    schema=[Field(name=f"value_{name}", dtype=Float64)], source=source)
+        for name, ttl in TTLS.items()
+    ]
+    store.apply([driver, source, *views])
+    return store
+
+
+FEATURES = [f"{name}:value_{name}" for name in TTLS]
+VALUE_COLUMNS = [f"value_{name}" for name in TTLS]
+
+
+@pytest.fixture(scope="module")
+def training_sets():
+    with repo_modules(ROOT / "integration_feature_store") as import_module:
+        yield import_module("training_sets")
+
+
+def test_our_repos_use_the_stores_tested_here():
+    assert OFFLINE_STORES == {"default_feature_store": "file", "simple_feature_store": "file",
+                              "integration_feature_store": "duckdb"}
+
+
+def test_duckdb_store_agrees_with_the_oracle_on_every_row(scenario, training_sets, tmp_path):
+    """The integration repo's store: all 1,340 rows back, duplicates included, 100 % agreement."""
+    features, entities, expected = scenario
+    store = store_with("duckdb", features, tmp_path)
+    actual = training_sets.get_training_set(store, entities, FEATURES)
+    assert len(actual) == len(entities) == 1340
+    assert actual.index.equals(entities.index)
+    pd.testing.assert_frame_equal(
+        actual[["driver_id", "event_timestamp", "label"]], entities[["driver_id", "event_timestamp", "label"]]
+    )
+    for column in VALUE_COLUMNS:
+        np.testing.assert_array_equal(actual[column].to_numpy(), expected[column].to_numpy(), column)
+    assert expected[VALUE_COLUMNS].isna().any(axis=1).sum() > 100, "the sample must exercise nulls"
+
+
+def latest_event_time_is_tied(features: pd.DataFrame, driver_id, stamp, ttl) -> bool:
+    """Whether the driver's latest feature rows inside the window share one event_timestamp."""
+    rows = features[(features.driver_id == driver_id) & (features.event_timestamp <= stamp)
+                    & (features.event_timestamp >= stamp - ttl)]
+    return (rows.event_timestamp == rows.event_timestamp.max()).sum() > 1
+
+
+def test_file_store_drops_rows_and_breaks_ties_and_the_helper_refuses_it(scenario, training_sets, tmp_path):
+    """The default and simple repos' store (the template's) deviates from the documented
+    semantics in three ways, all pinned here: it drops duplicate entity rows, drops rows with a
+    null feature (for entities that have feature rows), and on an event-time tie does not always
+    take the row with the later `created`. Our helper refuses its short answer."""
+    features, entities, expected = scenario
+    store = store_with("file", features, tmp_path)
+    with pytest.raises(RuntimeError, match=r"returned \d+ rows for 1340 entity rows"):
+        training_sets.get_training_set(store, entities, FEATURES)
+
+    raw = store.get_historical_features(entity_df=entities, features=FEATURES).to_df()
+    key = ["driver_id", "event_timestamp", "label"]
+    merged = raw.merge(expected.drop_duplicates(key), on=key, suffixes=("", "_expected"), validate="1:1")
+    assert len(merged) == len(raw) < len(entities)
+    for name, ttl in TTLS.items():
+        column = f"value_{name}"
+        wrong = merged[~np.isclose(merged[column], merged[f"{column}_expected"], equal_nan=True)]
+        assert all(latest_event_time_is_tied(features, d, t, ttl)
+                   for d, t in zip(wrong.driver_id, wrong.event_timestamp)), column
+
+    dropped = expected.merge(raw[key], on=key, how="left", indicator=True)
+    dropped = dropped[dropped["_merge"] == "left_only"]
+    repeated = dropped.set_index(["driver_id", "event_timestamp"]).index.isin(
+        entities[entities.duplicated(["driver_id", "event_timestamp"], keep=False)]
+        .set_index(["driver_id", "event_timestamp"]).index
+    )
+    assert (dropped[VALUE_COLUMNS].isna().any(axis=1).to_numpy() | repeated).all()
+    assert dropped[VALUE_COLUMNS].isna().any(axis=1).sum() > 100
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        (lambda e: e.drop(columns=["event_timestamp"]), "entity_df has no 'event_timestamp' column"),
+        (lambda e: e.assign(event_timestamp="2026-02-01"), "column 'event_timestamp' has dtype object; expected datetimes"),
+        (lambda e: e.assign(event_timestamp=e.event_timestamp.astype("datetime64[ns, UTC]") + pd.Timedelta(1, "ns")),
+         "sub-microsecond precision"),
+    ],
+    ids=["no event_timestamp", "strings", "nanoseconds"],
+)
+def test_entity_df_errors_name_the_column(scenario, training_sets, tmp_path, change, error):
+    features, entities, _ = scenario
+    store = store_with("duckdb", features, tmp_path)
+    with pytest.raises(ValueError, match=error):
+        training_sets.get_training_set(store, change(entities.head(5)), FEATURES)
+
+
+def test_naive_entity_timestamps_are_read_as_utc(scenario, training_sets, tmp_path):
+    features, entities, expected = scenario
+    store = store_with("duckdb", features, tmp_path)
+    naive = entities.head(50).assign(event_timestamp=entities.event_timestamp.head(50).dt.tz_localize(None))
+    actual = training_sets.get_training_set(store, naive, FEATURES)
+    np.testing.assert_array_equal(actual[VALUE_COLUMNS].to_numpy(), expected.head(50)[VALUE_COLUMNS].to_numpy())
