@@ -17,6 +17,7 @@ from hamilton.data_quality.base import DataValidationError
 
 import dataflow
 from feast import FeatureStore
+from feast.errors import FeastError
 from feast.repo_operations import apply_total_with_repo_instance
 
 
@@ -34,32 +35,22 @@ def main(argv: list[str] | None = None) -> int:
     store = FeatureStore(repo_path=str(dataflow.REPO_DIR))
     try:
         objects = dataflow.feast_objects_by_name(recompute_features=not args.plan)
-    except (DataValidationError, ValueError, FileNotFoundError) as error:
+        contents = dataflow.repo_contents(objects.values(), store.project)
+        if args.plan:
+            registry_diff, infra_diff, _ = store.plan(contents)
+            print(registry_diff.to_string())
+            print(infra_diff.to_string())
+            return 0
+        print(f"Applying changes for project {store.project}")
+        apply_total_with_repo_instance(
+            store, store.project, store.registry, contents, skip_source_validation=False
+        )
+    except (DataValidationError, FeastError, ValueError, FileNotFoundError) as error:
         messages = error.args[0] if isinstance(error, DataValidationError) else [str(error)]
-        print("error: nothing was saved or registered:", file=sys.stderr)
+        print("error: nothing was registered:", file=sys.stderr)
         for message in messages:
             print(f"  {message.strip()}", file=sys.stderr)
         return 1
-    contents = dataflow.repo_contents(objects.values())
-    project_names = [p.name for p in contents.projects]
-    if project_names != [store.project]:
-        print(
-            f"error: the DAG defines project(s) {project_names}, but feature_store.yaml "
-            f"names project {store.project!r}; they must be the same single project",
-            file=sys.stderr,
-        )
-        return 1
-
-    if args.plan:
-        registry_diff, infra_diff, _ = store.plan(contents)
-        print(registry_diff.to_string())
-        print(infra_diff.to_string())
-        return 0
-
-    print(f"Applying changes for project {store.project}")
-    apply_total_with_repo_instance(
-        store, store.project, store.registry, contents, skip_source_validation=False
-    )
     if args.materialize:
         store.materialize_incremental(end_date=datetime.now(timezone.utc))
     return 0

@@ -92,11 +92,13 @@ def feast_objects_by_name(recompute_features: bool = True) -> dict:
     return dr.execute(feast_object_names(dr), inputs=inputs, overrides=overrides)
 
 
-def repo_contents(objects) -> RepoContents:
+def repo_contents(objects, project_name: str) -> RepoContents:
     """Sort Feast objects into the RepoContents that `feast apply` parses from a repo's files.
 
     Every source is a node of its own here, so nothing is nested inside another object
-    that would have to be dug out the way Feast's file parser does.
+    that would have to be dug out the way Feast's file parser does. Raises ValueError for what
+    Feast would accept but should not: a project other than feature_store.yaml's, or a view
+    whose entity no node defines (Feast registers such a view silently).
     """
     kinds = {
         "projects": Project,
@@ -116,6 +118,23 @@ def repo_contents(objects) -> RepoContents:
         if kind is None:
             raise TypeError(f"{obj!r} is not a Feast object that can be applied")
         sorted_objects[kind].append(obj)
+
+    project_names = [project.name for project in sorted_objects["projects"]]
+    if project_names != [project_name]:
+        raise ValueError(
+            f"the DAG defines project(s) {project_names}, but feature_store.yaml names project "
+            f"{project_name!r}; they must be the same single project"
+        )
+    entity_names = sorted(entity.name for entity in sorted_objects["entities"])
+    for kind in ("feature_views", "stream_feature_views", "on_demand_feature_views", "label_views"):
+        for view in sorted_objects[kind]:
+            for entity in view.entities:
+                if entity not in entity_names and entity != DUMMY_ENTITY.name:
+                    raise ValueError(
+                        f"{view.name!r} uses entity {entity!r}, which no node of the DAG defines; "
+                        f"expected one of {entity_names}: return the entity from its own function"
+                    )
+
     sorted_objects["entities"].append(DUMMY_ENTITY)
     return RepoContents(**sorted_objects)
 

@@ -34,7 +34,12 @@ def _schema_problems(trips: pd.DataFrame) -> list[str]:
 
 def raw_trips(raw_trips_path: str) -> pd.DataFrame:
     """Raw trip events as the trip system wrote them."""
-    trips = pd.read_parquet(raw_trips_path)
+    try:
+        trips = pd.read_parquet(raw_trips_path)
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise ValueError(
+            f"raw trips in {raw_trips_path}: cannot be read ({error}); expected a parquet file of trips"
+        ) from error
     problems = _schema_problems(trips)
     if trips.empty:
         problems.append("it has no rows; expected at least one trip")
@@ -44,6 +49,13 @@ def raw_trips(raw_trips_path: str) -> pd.DataFrame:
                 problems.append(f"column '{column}' has {nans} missing values; expected none")
         if (trips["trip_dist"] < 0).any():
             problems.append("column 'trip_dist' has negative distances; expected >= 0")
+        now = pd.Timestamp.now(tz="UTC")
+        future = trips["event_timestamp"] > now
+        if future.any():
+            problems.append(
+                f"column 'event_timestamp' has {future.sum()} trips in the future (latest "
+                f"{trips['event_timestamp'].max()}); expected none after now ({now})"
+            )
     if problems:
         raise ValueError(f"raw trips in {raw_trips_path}: " + "; ".join(problems))
     return trips

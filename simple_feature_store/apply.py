@@ -12,6 +12,7 @@ import sys
 
 import dataflow
 from feast import FeatureStore
+from feast.errors import FeastError
 from feast.repo_operations import apply_total_with_repo_instance
 
 
@@ -21,25 +22,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     store = FeatureStore(repo_path=str(dataflow.REPO_DIR))
-    contents = dataflow.repo_contents(dataflow.feast_objects_by_name().values())
-    project_names = [p.name for p in contents.projects]
-    if project_names != [store.project]:
-        print(
-            f"error: the DAG defines project(s) {project_names}, but feature_store.yaml "
-            f"names project {store.project!r}; they must be the same single project",
-            file=sys.stderr,
-        )
-        return 1
-
-    if args.plan:
-        registry_diff, infra_diff, _ = store.plan(contents)
-        print(registry_diff.to_string())
-        print(infra_diff.to_string())
-    else:
+    try:
+        objects = dataflow.feast_objects_by_name()
+        contents = dataflow.repo_contents(objects.values(), store.project)
+        if args.plan:
+            registry_diff, infra_diff, _ = store.plan(contents)
+            print(registry_diff.to_string())
+            print(infra_diff.to_string())
+            return 0
         print(f"Applying changes for project {store.project}")
         apply_total_with_repo_instance(
             store, store.project, store.registry, contents, skip_source_validation=False
         )
+    except (FeastError, ValueError) as error:
+        print(f"error: nothing was registered: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -272,7 +272,7 @@ def test_a_failed_check_stops_the_run_and_writes_nothing(tmp_path):
     raw.to_parquet(raw_path)
 
     result = run([sys.executable, "apply.py"], cwd=repo_dir, expect_success=False)
-    assert "error: nothing was saved or registered" in result.stderr
+    assert "error: nothing was registered" in result.stderr
     assert "driver_trip_dist_mean_3h:range_validator" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (repo_dir / FEATURE_TABLE).exists()

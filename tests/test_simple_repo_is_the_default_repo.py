@@ -115,6 +115,7 @@ def test_apply_script_refuses_a_project_that_is_not_the_one_in_feature_store_yam
     )
     before = file_hashes(repo_dir)
     result = run([sys.executable, "apply.py"], cwd=repo_dir, expect_success=False)
+    assert "error: nothing was registered" in result.stderr
     assert "another_project" in result.stderr and "simple_feature_store" in result.stderr
     assert not (repo_dir / "data" / "registry.db").exists()
     assert file_hashes(repo_dir) == before
