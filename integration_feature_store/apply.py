@@ -3,6 +3,7 @@
     python apply.py                 # transforms + registration (like `feast apply`)
     python apply.py --materialize   # ... and load the online store up to now
     python apply.py --plan          # what apply would change in the registry; changes nothing
+    python apply.py --feature-store-yaml feature_store.redis.yaml   # with Redis online
 
 One Hamilton execution runs the whole DAG; registration goes through Feast's own plan/apply
 machinery, so objects removed from the code are removed from the registry as with `feast apply`.
@@ -26,13 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--plan", action="store_true", help="show the changes, apply nothing")
     mode.add_argument("--materialize", action="store_true", help="also materialize to now")
+    parser.add_argument(
+        "--feature-store-yaml",
+        default="feature_store.yaml",
+        help="the store configuration in this folder, e.g. feature_store.redis.yaml",
+    )
     args = parser.parse_args(argv)
 
     # Hamilton logs a failing node with its traceback; the errors we expect get a short
     # message below instead, and anything unexpected still raises with its traceback.
     for name in ("hamilton.execution.graph_functions", "hamilton.driver"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    store = FeatureStore(repo_path=str(dataflow.REPO_DIR))
+    store = FeatureStore(
+        repo_path=str(dataflow.REPO_DIR), fs_yaml_file=dataflow.REPO_DIR / args.feature_store_yaml
+    )
     try:
         objects = dataflow.feast_objects_by_name(recompute_features=not args.plan)
         contents = dataflow.repo_contents(objects.values(), store.project)

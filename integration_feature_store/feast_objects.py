@@ -52,7 +52,11 @@ def _field(transform, dtype) -> Field:
 def _trip_request_features(inputs: pd.DataFrame) -> pd.DataFrame:
     """The on-demand transformation: calendar features of the request time and the requested
     distance against the driver's recent trips, by the same functions as the stored features."""
-    requested_at = pd.to_datetime(inputs["requested_at"], utc=True)
+    requested_at = inputs["requested_at"]
+    if pd.api.types.is_numeric_dtype(requested_at):  # JSON clients send epoch seconds
+        requested_at = pd.to_datetime(requested_at, unit="s", utc=True)
+    else:
+        requested_at = pd.to_datetime(requested_at, utc=True)
     request_day_of_week = day_of_week(requested_at)
     return pd.DataFrame(
         {

@@ -3,7 +3,7 @@
 # run left every tracked file as it was. Arguments are passed on to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/ensure-system-packages.sh graphviz:dot
+source scripts/ensure-system-packages.sh graphviz:dot redis-server:redis-server
 source scripts/setup-env.sh test
 work_tree_state() { git status --porcelain --untracked-files=all 2>/dev/null; git diff 2>/dev/null | sha256sum; }
 before="$(work_tree_state)"

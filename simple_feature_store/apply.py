@@ -2,6 +2,7 @@
 
     python apply.py          # like `feast apply`: create, update and delete to match the code
     python apply.py --plan   # like `feast plan`: print what apply would change, change nothing
+    python apply.py --feature-store-yaml feature_store.redis.yaml   # with Redis online
 
 Both go through Feast's own plan/apply machinery, so objects removed from the code are
 removed from the registry exactly as `feast apply` would remove them.
@@ -19,9 +20,16 @@ from feast.repo_operations import apply_total_with_repo_instance
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan", action="store_true", help="show the changes, apply nothing")
+    parser.add_argument(
+        "--feature-store-yaml",
+        default="feature_store.yaml",
+        help="the store configuration in this folder, e.g. feature_store.redis.yaml",
+    )
     args = parser.parse_args(argv)
 
-    store = FeatureStore(repo_path=str(dataflow.REPO_DIR))
+    store = FeatureStore(
+        repo_path=str(dataflow.REPO_DIR), fs_yaml_file=dataflow.REPO_DIR / args.feature_store_yaml
+    )
     try:
         objects = dataflow.feast_objects_by_name()
         contents = dataflow.repo_contents(objects.values(), store.project)

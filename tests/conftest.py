@@ -2,6 +2,9 @@
 
 import hashlib
 import importlib
+import os
+import socket
+import time
 import shutil
 import subprocess
 import sys
@@ -25,11 +28,15 @@ PLAN_COMMANDS = {
 }
 
 
-def run(command: list[str], cwd: Path, expect_success: bool = True) -> subprocess.CompletedProcess:
-    """Run a command in `cwd`; on an unexpected exit code, fail with everything it printed."""
+def run(
+    command: list[str], cwd: Path, expect_success: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run a command in `cwd` (with extra environment variables `env`); on an unexpected exit
+    code, fail with everything it printed."""
     if command[0] == "feast":
         command = [str(Path(sys.executable).parent / "feast"), *command[1:]]
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    full_env = {**os.environ, **(env or {})}
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=full_env)
     if (result.returncode == 0) != expect_success:
         pytest.fail(
             f"`{' '.join(command)}` in {cwd} exited {result.returncode}\n"
@@ -102,3 +109,55 @@ def applied_repos(tmp_path_factory):
         run(apply_command, cwd=repo_dir)
         repos[name] = (repo_dir, hashes)
     return repos
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(ready, what: str, timeout_s: float = 60.0, process: subprocess.Popen | None = None):
+    """Poll `ready()` until it returns true; fail, saying `what` never happened, after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            output = process.stdout.read() if process.stdout else "(its output went to a log file)"
+            pytest.fail(f"{what}: the process exited with {process.returncode}\n{output}")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{what}: not ready after {timeout_s} s")
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server on 127.0.0.1 and a free port, for the session; yields "host:port".
+
+    redis-server must be installed (scripts/test.sh installs Debian's package): without it this
+    fails, it does not skip.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: sudo apt-get install redis-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+    def answers_ping() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(16).startswith(b"+PONG")
+
+    try:
+        wait_until(answers_ping, "redis-server", timeout_s=20, process=process)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

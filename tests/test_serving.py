@@ -1,0 +1,212 @@
+"""Serving with the real things: a redis-server as the online store, and `feast serve` over HTTP.
+
+Both run on 127.0.0.1 on free ports, started and stopped by the tests.
+"""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+
+from conftest import copy_repo, free_port, generate_data, run, wait_until
+from feast import FeatureStore
+from feast.data_source import PushMode
+
+REDIS_YAML = "feature_store.redis.yaml"
+APPLY_WITH_REDIS = {
+    "default_feature_store": ["feast", "--feature-store-yaml", REDIS_YAML, "apply"],
+    "simple_feature_store": [sys.executable, "apply.py", "--feature-store-yaml", REDIS_YAML],
+    "integration_feature_store": [sys.executable, "apply.py", "--feature-store-yaml", REDIS_YAML],
+}
+# repo -> (feature table, push source, a feature to push, the service that serves it)
+PUSH = {
+    "default_feature_store": ("data/driver_stats.parquet", "driver_stats_push_source",
+                              "avg_daily_trips", "driver_activity_v3"),
+    "simple_feature_store": ("data/driver_stats.parquet", "driver_stats_push_source",
+                             "avg_daily_trips", "driver_activity_v3"),
+    "integration_feature_store": ("data/driver_trip_features.parquet", "driver_trip_features_push_source",
+                                  "driver_trips_24h", "trip_rating_model_v1"),
+}
+
+
+def request_row(repo: str, driver_id: int) -> dict:
+    if repo == "integration_feature_store":
+        return {"driver_id": driver_id, "requested_at": pd.Timestamp.now(tz="UTC").to_pydatetime(),
+                "requested_trip_dist": 5.0}
+    return {"driver_id": driver_id, "val_to_add": 1, "val_to_add_2": 2}
+
+
+@pytest.mark.parametrize("repo", list(APPLY_WITH_REDIS))
+def test_redis_online_store_serves_materialized_and_pushed_features(repo, redis_server, tmp_path, monkeypatch):
+    repo_dir = copy_repo(repo, tmp_path)
+    generate_data(repo_dir)
+    env = {"REDIS_CONNECTION_STRING": redis_server}
+    monkeypatch.setenv("REDIS_CONNECTION_STRING", redis_server)
+    run(APPLY_WITH_REDIS[repo], cwd=repo_dir, env=env)
+
+    store = FeatureStore(repo_path=str(repo_dir), fs_yaml_file=repo_dir / REDIS_YAML)
+    assert store.config.online_store.type == "redis"
+    now = pd.Timestamp.now(tz="UTC")
+    store.materialize_incremental(end_date=now.to_pydatetime())
+    host, port = redis_server.split(":")
+    assert redis.Redis(host=host, port=int(port)).dbsize() > 0, "nothing was written to Redis"
+
+    table_path, push_source, feature, service = PUSH[repo]
+    table = pd.read_parquet(repo_dir / table_path)
+    latest = table.sort_values(["event_timestamp", "created"]).groupby("driver_id").last()
+    driver_id = int(latest[latest.event_timestamp > now - pd.Timedelta(days=1)].index[0])
+    served = store.get_online_features(
+        features=store.get_feature_service(service), entity_rows=[request_row(repo, driver_id)]
+    ).to_dict()
+    assert served[feature] == [latest.loc[driver_id, feature]]
+
+    pushed = table[table.driver_id == driver_id].tail(1).assign(
+        event_timestamp=now.floor("us"), created=now.floor("us"), **{feature: 4242}
+    )
+    store.push(push_source, pushed, to=PushMode.ONLINE)
+    served = store.get_online_features(
+        features=store.get_feature_service(service), entity_rows=[request_row(repo, driver_id)]
+    ).to_dict()
+    assert served[feature] == [4242]
+
+
+# --- the HTTP feature server ---------------------------------------------------------------
+
+
+def post(base_url: str, path: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        base_url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read()
+    return json.loads(text) if text else {}
+
+
+def as_columns(response: dict) -> dict:
+    """The feature server's answer as {feature name: values}, like the SDK's to_dict()."""
+    names = response["metadata"]["feature_names"]
+    return {name: result["values"] for name, result in zip(names, response["results"])}
+
+
+@pytest.fixture(scope="module")
+def feature_server(tmp_path_factory):
+    """The integration repo, applied and materialized, served by `feast serve` on 127.0.0.1."""
+    repo_dir = copy_repo("integration_feature_store", tmp_path_factory.mktemp("serve"))
+    generate_data(repo_dir)
+    run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)
+    port = free_port()
+    feast = str(Path(sys.executable).parent / "feast")
+    # The server logs every request: into a file, since a pipe nobody reads fills up and blocks it.
+    log = open(repo_dir / "data" / "feast_serve.log", "w")
+    process = subprocess.Popen(
+        [feast, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=repo_dir, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(base_url + "/health", timeout=2) as response:
+            return response.status == 200
+
+    try:
+        wait_until(healthy, "feast serve", timeout_s=90, process=process)
+        yield repo_dir, base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+DRIVERS = [1001, 1002, 1003]
+
+
+def test_http_features_by_name_equal_the_sdk(feature_server):
+    repo_dir, base_url = feature_server
+    features = ["driver_trip_stats:driver_trips_24h", "driver_trip_stats:driver_trip_dist_mean_3h",
+                "driver_trip_stats:is_weekend"]
+    over_http = as_columns(post(base_url, "/get-online-features",
+                                {"features": features, "entities": {"driver_id": DRIVERS}}))
+    sdk = FeatureStore(repo_path=str(repo_dir)).get_online_features(
+        features=features, entity_rows=[{"driver_id": d} for d in DRIVERS]).to_dict()
+    assert over_http["driver_id"] == DRIVERS
+    for name in ["driver_trips_24h", "driver_trip_dist_mean_3h", "is_weekend"]:
+        assert over_http[name] == sdk[name], name
+    assert all(v is not None for v in over_http["driver_trips_24h"])
+
+
+def test_http_feature_service_with_the_on_demand_feature_equals_the_sdk(feature_server):
+    repo_dir, base_url = feature_server
+    moment = pd.Timestamp("2026-03-08 13:30", tz="UTC")  # a Sunday
+    distances = [2.0, 8.0, 12.5]
+    over_http = as_columns(post(base_url, "/get-online-features", {
+        "feature_service": "trip_rating_model_v1",
+        "entities": {"driver_id": DRIVERS, "requested_at": [int(moment.timestamp())] * 3,
+                     "requested_trip_dist": distances},
+    }))
+    store = FeatureStore(repo_path=str(repo_dir))
+    sdk = store.get_online_features(
+        features=store.get_feature_service("trip_rating_model_v1"),
+        entity_rows=[{"driver_id": d, "requested_at": moment.to_pydatetime(), "requested_trip_dist": x}
+                     for d, x in zip(DRIVERS, distances)],
+    ).to_dict()
+    assert over_http["request_day_of_week"] == sdk["request_day_of_week"] == [6, 6, 6]
+    assert over_http["request_is_weekend"] == [True, True, True]
+    assert over_http["request_hour_of_day"] == [13, 13, 13]
+    np.testing.assert_allclose(over_http["requested_dist_vs_driver_mean_3h"],
+                               sdk["requested_dist_vs_driver_mean_3h"])
+    assert over_http["driver_trips_24h"] == sdk["driver_trips_24h"]
+
+
+def test_http_push_is_served_back(feature_server):
+    repo_dir, base_url = feature_server
+    now = pd.Timestamp.now(tz="UTC").floor("us")
+    row = pd.read_parquet(repo_dir / "data/driver_trip_features.parquet").tail(1)
+    row = row.assign(driver_id=1004, event_timestamp=now, created=now, driver_trips_24h=999)
+    body = {col: [value.isoformat() if isinstance(value, pd.Timestamp) else
+                  value.item() if hasattr(value, "item") else value]
+            for col, value in row.iloc[0].items()}
+    post(base_url, "/push", {"push_source_name": "driver_trip_features_push_source", "df": body, "to": "online"})
+    served = as_columns(post(base_url, "/get-online-features", {
+        "features": ["driver_trip_stats:driver_trips_24h"], "entities": {"driver_id": [1004]}}))
+    assert served["driver_trips_24h"] == [999]
+
+
+def test_bounded_loopback_load_completes_without_errors(feature_server):
+    """2,000 requests from 4 concurrent clients; prints the latency percentiles (not a target)."""
+    _, base_url = feature_server
+    body = {"feature_service": "trip_rating_model_v1",
+            "entities": {"driver_id": [1001], "requested_at": [1772976600], "requested_trip_dist": [5.0]}}
+    latencies, errors, lock = [], [], threading.Lock()
+
+    def client(requests: int):
+        for _ in range(requests):
+            started = time.perf_counter()
+            try:
+                answer = post(base_url, "/get-online-features", body)
+                assert answer["results"]
+            except Exception as error:  # any failure counts; the test reports them all
+                with lock:
+                    errors.append(repr(error))
+                continue
+            with lock:
+                latencies.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=client, args=(500,)) for _ in range(4)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    elapsed = time.perf_counter() - started
+    assert errors == [] and len(latencies) == 2000
+    p50, p99 = np.percentile(latencies, [50, 99]) * 1000
+    print(f"\nfeast serve, 2000 requests, 4 clients: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+          f"{2000 / elapsed:.0f} requests/s")
