@@ -10,6 +10,7 @@ machinery, so objects removed from the code are removed from the registry as wit
 """
 
 import argparse
+import os
 import logging
 import sys
 from datetime import datetime, timezone
@@ -65,4 +66,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    if exit_code:
+        # The error is reported and nothing is left to clean up. Skip interpreter teardown: on a
+        # loaded machine a native library thread was seen to abort it ("terminate called without
+        # an active exception"), which would turn exit code 1 into a crash.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)

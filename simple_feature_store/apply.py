@@ -9,6 +9,7 @@ removed from the registry exactly as `feast apply` would remove them.
 """
 
 import argparse
+import os
 import sys
 
 import dataflow
@@ -49,4 +50,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    if exit_code:
+        # The error is reported and nothing is left to clean up. Skip interpreter teardown: on a
+        # loaded machine a native library thread was seen to abort it ("terminate called without
+        # an active exception"), which would turn exit code 1 into a crash.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)

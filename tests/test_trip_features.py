@@ -91,7 +91,8 @@ def test_per_driver_windows_match_brute_force_on_random_trips(features, window, 
         mine = mine[mine.driver_id == trips.driver_id.iloc[i]].trip_dist
         assert stats.loc[i, "count"] == len(mine)
         assert stats.loc[i, "mean"] == pytest.approx(mine.mean())
-        assert stats.loc[i, "max"] == mine.max() and stats.loc[i, "min"] == mine.min()
+        if window == "3h":  # the 24 h statistics are mean and count only
+            assert stats.loc[i, "max"] == mine.max() and stats.loc[i, "min"] == mine.min()
 
 
 def test_per_driver_features_on_a_hand_made_frame(features):

@@ -1,0 +1,250 @@
+"""Benchmarks of the example's data path: prints one table (medians of repeated runs).
+
+    python benchmarks/run.py            # 1M raw trips; 10k and 100k entity rows
+    python benchmarks/run.py --large    # adds 10M raw trips and 1M entity rows (minutes, ~10 GB)
+
+Measured, each as a ratio taken in the same run:
+1. transforms: the integration DAG through the Hamilton driver vs the same functions called by
+   hand, and the rolling 3 h percentile rank's throughput;
+2. training sets: Feast's DuckDB offline store (the integration repo's) and file offline store
+   (the template's) vs a hand-written DuckDB ASOF JOIN with the same semantics, the limit; time
+   and peak memory, each in a fresh process, with results checked equal.
+Run from the project root in the project's environment (./scripts/test.sh makes .venv).
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+REPO = ROOT / "integration_feature_store"
+sys.path.insert(0, str(REPO))
+
+import dataflow  # noqa: E402  (the integration repo's modules)
+import generate_data  # noqa: E402
+import raw_data  # noqa: E402
+import trip_features  # noqa: E402
+
+END = pd.Timestamp("2026-11-01T00:00Z")
+ROWS = []
+
+
+def record(section: str, case: str, seconds: float, note: str = "") -> None:
+    ROWS.append((section, case, seconds, note))
+    print(f"  {section:12s} {case:55s} {seconds:9.3f} s  {note}", flush=True)
+
+
+def median_time(function, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+# --- 1. transforms -----------------------------------------------------------------------
+
+FEATURE_COLUMNS = [
+    "day_of_week", "is_weekend", "month", "hour_of_day", "trip_dist_pct_rank_3h_all_drivers",
+    "driver_trip_dist_mean_3h", "driver_trip_dist_max_3h", "driver_trip_dist_min_3h",
+    "driver_trips_3h", "driver_trip_dist_mean_24h", "driver_trips_24h",
+]
+
+
+def features_by_hand(raw: pd.DataFrame) -> pd.DataFrame:
+    """The same functions, called in dependency order with no framework."""
+    trips = raw_data.trips(raw)
+    ts, dist, driver = trips["event_timestamp"], trips["trip_dist"], trips["driver_id"]
+    day = trip_features.day_of_week(ts)
+    stats_3h = trip_features.driver_trip_dist_3h(dist, driver, ts)
+    stats_24h = trip_features.driver_trip_dist_24h(dist, driver, ts)
+    return pd.DataFrame({
+        "event_timestamp": ts, "created": trips["created"], "driver_id": driver,
+        "day_of_week": day,
+        "is_weekend": trip_features.is_weekend(day),
+        "month": trip_features.month(ts),
+        "hour_of_day": trip_features.hour_of_day(ts),
+        "trip_dist_pct_rank_3h_all_drivers": trip_features.trip_dist_pct_rank_3h_all_drivers(dist, ts),
+        "driver_trip_dist_mean_3h": trip_features.driver_trip_dist_mean_3h(stats_3h),
+        "driver_trip_dist_max_3h": trip_features.driver_trip_dist_max_3h(stats_3h),
+        "driver_trip_dist_min_3h": trip_features.driver_trip_dist_min_3h(stats_3h),
+        "driver_trips_3h": trip_features.driver_trips_3h(stats_3h),
+        "driver_trip_dist_mean_24h": trip_features.driver_trip_dist_mean_24h(stats_24h),
+        "driver_trips_24h": trip_features.driver_trips_24h(stats_24h),
+    })
+
+
+def bench_transforms(trips: int, repeats: int) -> None:
+    raw = generate_data.raw_trips(END, days=28, trips=trips, drivers=max(50, trips // 2000)).to_pandas()
+    dr = dataflow.build_driver()
+    label = f"{trips / 1e6:g}M trips"
+
+    def through_hamilton():
+        return dr.execute(["driver_trip_features"], overrides={"raw_trips": raw})
+
+    if not features_by_hand(raw).equals(through_hamilton()["driver_trip_features"]):
+        raise AssertionError("the Hamilton DAG and the functions by hand disagree")
+    by_hand = median_time(lambda: features_by_hand(raw), repeats)
+    hamilton = median_time(through_hamilton, repeats)
+    record("transforms", f"{label}: functions by hand", by_hand)
+    record("transforms", f"{label}: Hamilton driver (with @check_output)", hamilton,
+           f"ratio {hamilton / by_hand:.3f}")
+    trip_table = raw_data.trips(raw)
+    rank = median_time(lambda: trip_features.trip_dist_pct_rank_3h_all_drivers(
+        trip_table["trip_dist"], trip_table["event_timestamp"]), repeats)
+    record("transforms", f"{label}: rolling 3h percentile rank alone", rank,
+           f"{trips / rank / 1e6:.2f} M rows/s")
+
+
+# --- 2. training sets ----------------------------------------------------------------------
+
+
+def write_retrieval_inputs(folder: Path, entity_rows: int) -> None:
+    """The integration repo's feature table from 1M raw trips, and `entity_rows` random
+    (driver, moment) rows with a row id, as parquet files in `folder`."""
+    table = folder / "features.parquet"
+    if not table.exists():
+        raw = generate_data.raw_trips(END, days=28, trips=1_000_000, drivers=500).to_pandas()
+        features_by_hand(raw).to_parquet(table)
+    features = pd.read_parquet(table, columns=["driver_id", "event_timestamp"])
+    rng = np.random.default_rng(entity_rows)
+    start, end = features.event_timestamp.min(), features.event_timestamp.max()
+    seconds = rng.integers(0, int((end - start).total_seconds()), entity_rows)
+    entities = pd.DataFrame({
+        "row_id": np.arange(entity_rows),
+        "driver_id": rng.choice(features.driver_id.unique(), entity_rows),
+        "event_timestamp": (start + pd.to_timedelta(seconds, "s")).astype("datetime64[us, UTC]"),
+    })
+    entities.to_parquet(folder / f"entities_{entity_rows}.parquet")
+
+
+def retrieve_with_feast(offline_store: str, folder: Path, entities: pd.DataFrame) -> pd.DataFrame:
+    from datetime import timedelta
+
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+    from feast.repo_config import RegistryConfig
+    from feast.types import Bool, Float64, Int64
+
+    store = FeatureStore(config=RepoConfig(
+        project="bench", registry=RegistryConfig(path=str(folder / f"registry_{offline_store}.db")),
+        provider="local", offline_store={"type": offline_store},
+        online_store={"type": "sqlite", "path": str(folder / "online.db")},
+        entity_key_serialization_version=3, repo_path=str(folder),
+    ))
+    types = {"is_weekend": Bool, "day_of_week": Int64, "month": Int64, "hour_of_day": Int64,
+             "driver_trips_3h": Int64, "driver_trips_24h": Int64}
+    driver = Entity(name="driver", join_keys=["driver_id"])
+    source = FileSource(name="trips", path=str(folder / "features.parquet"),
+                        timestamp_field="event_timestamp", created_timestamp_column="created")
+    view = FeatureView(name="driver_trip_stats", entities=[driver], ttl=timedelta(days=1), source=source,
+                       schema=[Field(name=c, dtype=types.get(c, Float64)) for c in FEATURE_COLUMNS])
+    store.apply([driver, source, view])
+    return store.get_historical_features(
+        entity_df=entities, features=[f"driver_trip_stats:{c}" for c in FEATURE_COLUMNS]
+    ).to_df()
+
+
+def retrieve_with_asof(folder: Path, entities: pd.DataFrame) -> pd.DataFrame:
+    """Feast's semantics in one DuckDB query: the latest row per (driver, time) by `created`,
+    ASOF-joined backwards, nulled when older than the TTL (one day)."""
+    import duckdb
+
+    within_ttl = "f.event_timestamp >= e.event_timestamp - INTERVAL 1 DAY"
+    columns = ", ".join(f"CASE WHEN {within_ttl} THEN f.{c} END AS {c}" for c in FEATURE_COLUMNS)
+    connection = duckdb.connect()
+    connection.register("entities", entities)
+    return connection.execute(f"""
+        WITH f AS (
+            SELECT * FROM read_parquet('{folder / "features.parquet"}')
+            QUALIFY row_number() OVER (PARTITION BY driver_id, event_timestamp ORDER BY created DESC) = 1
+        )
+        SELECT e.row_id, e.driver_id, e.event_timestamp, {columns}
+        FROM entities e ASOF LEFT JOIN f
+          ON e.driver_id = f.driver_id AND e.event_timestamp >= f.event_timestamp
+    """).df()
+
+
+def child(method: str, folder: Path, entity_rows: int) -> None:
+    """Run one retrieval in this (fresh) process; print its time and peak memory as JSON."""
+    entities = pd.read_parquet(folder / f"entities_{entity_rows}.parquet")
+    started = time.perf_counter()
+    if method == "asof":
+        result = retrieve_with_asof(folder, entities)
+    else:
+        result = retrieve_with_feast(method, folder, entities)
+    seconds = time.perf_counter() - started
+    result = result.sort_values("row_id")[["row_id", *FEATURE_COLUMNS]]
+    result.to_parquet(folder / f"result_{method}_{entity_rows}.parquet")
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    print(json.dumps({"seconds": seconds, "rows": len(result), "peak_gb": peak_gb}))
+
+
+def same_values(answer: pd.DataFrame, reference: pd.DataFrame) -> bool:
+    if len(answer) != len(reference):
+        return False
+    for column in FEATURE_COLUMNS:
+        a = pd.to_numeric(answer[column].astype("float64"), errors="coerce").to_numpy()
+        b = pd.to_numeric(reference[column].astype("float64"), errors="coerce").to_numpy()
+        if not np.allclose(a, b, rtol=1e-9, equal_nan=True):
+            return False
+    return (answer["row_id"].to_numpy() == reference["row_id"].to_numpy()).all()
+
+
+NAMES = {"asof": "DuckDB ASOF JOIN by hand (the limit)", "duckdb": "Feast DuckDB offline store",
+         "file": "Feast file offline store"}
+
+
+def bench_retrieval(folder: Path, sizes: list[int], file_store_sizes: list[int]) -> None:
+    for entity_rows in sizes:
+        write_retrieval_inputs(folder, entity_rows)
+        results = {}
+        for method in ["asof", "duckdb"] + (["file"] if entity_rows in file_store_sizes else []):
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", method, str(folder), str(entity_rows)],
+                capture_output=True, text=True, check=True,
+            ).stdout
+            results[method] = json.loads(out.strip().splitlines()[-1])
+        limit = results["asof"]["seconds"]
+        reference = pd.read_parquet(folder / f"result_asof_{entity_rows}.parquet").reset_index(drop=True)
+        for method, measured in results.items():
+            answer = pd.read_parquet(folder / f"result_{method}_{entity_rows}.parquet").reset_index(drop=True)
+            verdict = "same values" if same_values(answer, reference) else "DIFFERENT values"
+            record("training", f"{entity_rows:>9,} entity rows: {NAMES[method]}", measured["seconds"],
+                   f"x{measured['seconds'] / limit:.1f} of limit, peak {measured['peak_gb']:.2f} GB, "
+                   f"{measured['rows']:,} rows back, {verdict}")
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        child(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--large", action="store_true", help="also 10M trips and 1M entity rows")
+    args = parser.parse_args()
+
+    print("1. transforms (median of 3 runs; 10M: 1 run)")
+    bench_transforms(1_000_000, repeats=3)
+    if args.large:
+        bench_transforms(10_000_000, repeats=1)
+    print("2. training sets (one fresh process each; peak = max RSS of that process)")
+    with tempfile.TemporaryDirectory() as folder:
+        sizes = [10_000, 100_000] + ([1_000_000] if args.large else [])
+        bench_retrieval(Path(folder), sizes, file_store_sizes=[10_000, 100_000])
+
+    print("\n| section | case | seconds | notes |\n| --- | --- | ---: | --- |")
+    for section, case, seconds, note in ROWS:
+        print(f"| {section} | {case} | {seconds:.3f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()
