@@ -7,9 +7,9 @@ Measured, each as a ratio taken in the same run:
 1. transforms: the integration DAG through the Hamilton driver vs the same functions called by
    hand, and the rolling 3 h percentile rank's throughput;
 2. training sets: Feast's DuckDB offline store (the integration repo's) and file offline store
-   (the template's; at 10k rows only: at 100k it was killed for memory) vs a hand-written DuckDB
-   ASOF JOIN with the same semantics, the limit; time and peak memory, each in a fresh process,
-   with results compared.
+   (the template's; at 10k rows only: at 100k it was killed for memory) and the integration
+   repo's get_training_set_fast vs a hand-written DuckDB ASOF JOIN with the same semantics, the
+   limit; time and peak memory, each in a fresh process, with results compared.
 Run from the project root in the project's environment (./scripts/test.sh makes .venv).
 """
 
@@ -133,7 +133,8 @@ def write_retrieval_inputs(folder: Path, entity_rows: int) -> None:
     entities.to_parquet(folder / f"entities_{entity_rows}.parquet")
 
 
-def retrieve_with_feast(offline_store: str, folder: Path, entities: pd.DataFrame) -> pd.DataFrame:
+def bench_store(offline_store: str, folder: Path):
+    """A Feast store over the benchmark's feature table, like the integration repo's view."""
     from datetime import timedelta
 
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
@@ -154,9 +155,10 @@ def retrieve_with_feast(offline_store: str, folder: Path, entities: pd.DataFrame
     view = FeatureView(name="driver_trip_stats", entities=[driver], ttl=timedelta(days=1), source=source,
                        schema=[Field(name=c, dtype=types.get(c, Float64)) for c in FEATURE_COLUMNS])
     store.apply([driver, source, view])
-    return store.get_historical_features(
-        entity_df=entities, features=[f"driver_trip_stats:{c}" for c in FEATURE_COLUMNS]
-    ).to_df()
+    return store
+
+
+REFERENCES = [f"driver_trip_stats:{c}" for c in FEATURE_COLUMNS]
 
 
 def retrieve_with_asof(folder: Path, entities: pd.DataFrame) -> pd.DataFrame:
@@ -181,12 +183,17 @@ def retrieve_with_asof(folder: Path, entities: pd.DataFrame) -> pd.DataFrame:
 
 def child(method: str, folder: Path, entity_rows: int) -> None:
     """Run one retrieval in this (fresh) process; print its time and peak memory as JSON."""
+    import training_sets
+
     entities = pd.read_parquet(folder / f"entities_{entity_rows}.parquet")
+    store = None if method == "asof" else bench_store("duckdb" if method == "fast" else method, folder)
     started = time.perf_counter()
     if method == "asof":
         result = retrieve_with_asof(folder, entities)
+    elif method == "fast":
+        result = training_sets.get_training_set_fast(store, entities, REFERENCES)
     else:
-        result = retrieve_with_feast(method, folder, entities)
+        result = store.get_historical_features(entity_df=entities, features=REFERENCES).to_df()
     seconds = time.perf_counter() - started
     result = result.sort_values("row_id")[["row_id", *FEATURE_COLUMNS]]
     result.to_parquet(folder / f"result_{method}_{entity_rows}.parquet")
@@ -206,6 +213,7 @@ def same_values(answer: pd.DataFrame, reference: pd.DataFrame) -> bool:
 
 
 NAMES = {"asof": "DuckDB ASOF JOIN by hand (the limit)", "duckdb": "Feast DuckDB offline store",
+         "fast": "get_training_set_fast (integration repo)",
          "file": "Feast file offline store"}
 
 
@@ -213,7 +221,7 @@ def bench_retrieval(folder: Path, sizes: list[int], file_store_sizes: list[int])
     for entity_rows in sizes:
         write_retrieval_inputs(folder, entity_rows)
         results = {}
-        for method in ["asof", "duckdb"] + (["file"] if entity_rows in file_store_sizes else []):
+        for method in ["asof", "fast", "duckdb"] + (["file"] if entity_rows in file_store_sizes else []):
             out = subprocess.run(
                 [sys.executable, __file__, "--child", method, str(folder), str(entity_rows)],
                 capture_output=True, text=True, check=True,

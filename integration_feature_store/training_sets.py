@@ -7,8 +7,10 @@ training set silently missing rows biases a model, so a short answer is an error
 """
 
 import pandas as pd
+import pyarrow as pa
 
-from feast import FeatureService, FeatureStore
+from feast import FeatureService, FeatureStore, FeatureView, FileSource, OnDemandFeatureView
+from feast.errors import FeastObjectNotFoundException
 
 ROW_ID = "__entity_row"
 
@@ -58,3 +60,89 @@ def get_training_set(
         )
     answer = answer.sort_values(ROW_ID).drop(columns=ROW_ID).reset_index(drop=True)
     return answer.set_axis(entity_df.index)
+
+
+def _views_and_features(store: FeatureStore, features) -> dict:
+    """{view: [feature names]} for a feature service or a list of "view:feature" references."""
+    if isinstance(features, FeatureService):
+        wanted = [(p.name, [f.name for f in p.features]) for p in features.feature_view_projections]
+    else:
+        grouped: dict[str, list[str]] = {}
+        for reference in features:
+            view_name, feature = reference.split(":")
+            grouped.setdefault(view_name, []).append(feature)
+        wanted = list(grouped.items())
+    views = {}
+    for name, names in wanted:
+        try:
+            view = store.get_feature_view(name)
+        except FeastObjectNotFoundException:
+            view = store.get_on_demand_feature_view(name)
+        views[view] = names
+    return views
+
+
+def _asof_join(connection, store: FeatureStore, view: FeatureView, names: list[str]) -> pd.DataFrame:
+    """One view's features for every entity row: its source rows deduplicated by `created`,
+    ASOF-joined backwards on time within the view's join keys, nulled beyond the TTL."""
+    source = view.batch_source
+    if not isinstance(source, FileSource) or source.field_mapping:
+        raise ValueError(f"{view.name!r}: the fast path reads plain parquet file sources only")
+    path = FileSource.get_uri_for_file_path(store.repo_path, source.path)
+    keys = [column.name for column in view.entity_columns]
+    ts, created = source.timestamp_field, source.created_timestamp_column
+    latest_first = f"{created} DESC" if created else ts
+    if view.ttl:
+        fresh = f"f.__ts >= e.event_timestamp - INTERVAL {int(view.ttl.total_seconds())} SECOND"
+        picked = ", ".join(f'CASE WHEN {fresh} THEN f."{n}" END AS "{n}"' for n in names)
+    else:
+        picked = ", ".join(f'f."{n}"' for n in names)
+    key_match = " AND ".join(f'e."{k}" = f."{k}"' for k in keys)
+    return connection.execute(f"""
+        WITH f AS (
+            SELECT {", ".join(f'"{k}"' for k in keys)}, "{ts}" AS __ts, {", ".join(f'"{n}"' for n in names)}
+            FROM read_parquet('{path}')
+            QUALIFY row_number() OVER (PARTITION BY {", ".join(f'"{k}"' for k in keys)}, "{ts}"
+                                       ORDER BY {latest_first}) = 1
+        )
+        SELECT e.{ROW_ID}, {picked}
+        FROM entities e ASOF LEFT JOIN f ON {key_match} AND e.event_timestamp >= f.__ts
+        ORDER BY e.{ROW_ID}
+    """).df()
+
+
+def get_training_set_fast(
+    store: FeatureStore, entity_df: pd.DataFrame, features: FeatureService | list[str]
+) -> pd.DataFrame:
+    """The same training set as `get_training_set`, joined by DuckDB directly.
+
+    Feast's semantics (latest row at or before each entity timestamp, within the TTL, ties on
+    event time broken by the later `created`) as one ASOF JOIN per feature view over its parquet
+    source; on-demand views are then computed by Feast itself. For feature views backed by plain
+    parquet files; the tests check it row for row against Feast and a brute-force oracle.
+    """
+    import duckdb
+
+    query = entity_df.reset_index(drop=True)
+    query["event_timestamp"] = _entity_timestamps(query)
+    query[ROW_ID] = range(len(query))
+    views = _views_and_features(store, features)
+    batch_views = {v: names for v, names in views.items() if isinstance(v, FeatureView)}
+    on_demand = {v: names for v, names in views.items() if isinstance(v, OnDemandFeatureView)}
+    for odfv in on_demand:  # their inputs, too
+        for projection in odfv.source_feature_view_projections.values():
+            view = store.get_feature_view(projection.name)
+            needed = batch_views.setdefault(view, [])
+            needed.extend(f.name for f in projection.features if f.name not in needed)
+
+    connection = duckdb.connect()
+    connection.register("entities", query)
+    result = query
+    for view, names in batch_views.items():
+        joined = _asof_join(connection, store, view, names)
+        result = result.merge(joined, on=ROW_ID, how="left", validate="1:1")
+    for odfv, names in on_demand.items():
+        computed = odfv.transform_arrow(pa.Table.from_pandas(result), full_feature_names=False)
+        for name in names:
+            result[name] = computed.column(name).to_pandas()
+    return result.drop(columns=ROW_ID).set_axis(entity_df.index)

@@ -206,6 +206,27 @@ def test_on_demand_features_equal_the_offline_transforms_offline_and_online(appl
     assert served["request_hour_of_day"].tolist() == offline_hour.tolist()
 
 
+def test_fast_training_set_path_equals_feasts_answer_for_the_whole_service(applied):
+    repo_dir, _ = applied
+    store = FeatureStore(repo_path=str(repo_dir))
+    trips = pd.read_parquet(repo_dir / "data/raw_trips.parquet").sample(400, random_state=6)
+    entity_df = entity_rows_for_trips(trips)
+    # Also moments between trips, and before any trip.
+    entity_df.loc[::3, "event_timestamp"] -= pd.Timedelta(minutes=37)
+    entity_df.loc[::7, "event_timestamp"] -= pd.Timedelta(days=30)
+    service = store.get_feature_service("trip_rating_model_v1")
+    with repo_modules(REPO) as import_module:
+        training_sets = import_module("training_sets")
+        by_feast = training_sets.get_training_set(store, entity_df, service)
+        fast = training_sets.get_training_set_fast(store, entity_df, service)
+    names = [f.name for p in service.feature_view_projections for f in p.features]
+    assert len(names) == 15 and len(fast) == len(by_feast) == 400
+    assert by_feast["driver_trips_24h"].isna().sum() > 0
+    for name in names:
+        np.testing.assert_array_equal(
+            fast[name].astype("float64").to_numpy(), by_feast[name].astype("float64").to_numpy(), name)
+
+
 def test_online_features_are_each_drivers_latest_saved_row(applied):
     repo_dir, _ = applied
     store = FeatureStore(repo_path=str(repo_dir))

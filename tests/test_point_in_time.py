@@ -215,3 +215,15 @@ def test_naive_entity_timestamps_are_read_as_utc(scenario, training_sets, tmp_pa
     naive = entities.head(50).assign(event_timestamp=entities.event_timestamp.head(50).dt.tz_localize(None))
     actual = training_sets.get_training_set(store, naive, FEATURES)
     np.testing.assert_array_equal(actual[VALUE_COLUMNS].to_numpy(), expected.head(50)[VALUE_COLUMNS].to_numpy())
+
+
+@pytest.mark.parametrize("offline_store", ["duckdb", "file"])
+def test_fast_path_agrees_with_the_oracle_on_every_row(scenario, training_sets, tmp_path, offline_store):
+    """get_training_set_fast reads the sources itself, so it is right whichever store is configured."""
+    features, entities, expected = scenario
+    store = store_with(offline_store, features, tmp_path)
+    actual = training_sets.get_training_set_fast(store, entities, FEATURES)
+    assert len(actual) == len(entities) and actual.index.equals(entities.index)
+    pd.testing.assert_frame_equal(actual[["driver_id", "label"]], entities[["driver_id", "label"]])
+    for column in VALUE_COLUMNS:
+        np.testing.assert_array_equal(actual[column].to_numpy(), expected[column].to_numpy(), column)
