@@ -40,18 +40,22 @@ def _rolling_by_driver(
     """mean/count (and max/min) of each driver's trip distances over a trailing time window.
 
     Vectorized: the trips are ordered by driver (time order kept, as the input is in time
-    order), each trip's window start is found by binary search on a (driver, time) key, sums
-    come from a running total and extremes from _sliding_extreme.
+    order), each trip's window start is found by binary search on a (driver, time rank) key,
+    sums come from a running total and extremes from _sliding_extreme.
     """
     order = np.argsort(driver_id.to_numpy(), kind="stable")
     drivers = driver_id.to_numpy()[order]
     nanos = event_timestamp.array.as_unit("ns").asi8[order]
     width = pd.Timedelta(window).value
-    # Increasing in (driver, time), with a gap wider than the window between drivers.
+    # A key increasing in (driver, time): driver rank, then the time's rank among all times
+    # (ranks, not nanoseconds, so it cannot overflow). A trip's window starts at the first trip
+    # of its driver whose time ranks at or after the first time later than t - window.
     _, driver_rank = np.unique(drivers, return_inverse=True)
-    span = int(nanos.max() - nanos.min()) + 2 * width + 1
-    key = driver_rank.astype(np.int64) * span + (nanos - nanos.min())
-    start = np.searchsorted(key, key - width, side="right")
+    times = np.unique(nanos)
+    stride = len(times) + 1
+    key = driver_rank.astype(np.int64) * stride + np.searchsorted(times, nanos)
+    first_in_window = np.searchsorted(times, nanos - width, side="right")
+    start = np.searchsorted(key, driver_rank.astype(np.int64) * stride + first_in_window, side="left")
 
     values = trip_dist.to_numpy(dtype=np.float64)[order]
     index = np.arange(len(values))

@@ -95,6 +95,23 @@ def test_per_driver_windows_match_brute_force_on_random_trips(features, window, 
             assert stats.loc[i, "max"] == mine.max() and stats.loc[i, "min"] == mine.min()
 
 
+def test_per_driver_windows_hold_for_many_drivers_over_a_long_span(features):
+    """5,000 drivers over 80 years: a (driver, nanosecond) key would overflow int64 here."""
+    rng = np.random.default_rng(3)
+    n = 20_000
+    stamps = pd.Series(np.sort(pd.Timestamp("2000-01-01", tz="UTC")
+                               + pd.to_timedelta(rng.integers(0, 80 * 365 * 24 * 3600, n), "s")))
+    driver = pd.Series(rng.integers(0, 5_000, n))
+    dist = pd.Series(rng.random(n))
+    stats = features.driver_trip_dist_3h(dist, driver, stamps)
+    frame = pd.DataFrame({"driver": driver, "t": stamps, "d": dist})
+    reference = frame.groupby("driver").rolling("3h", on="t")["d"].agg(["count", "max"])
+    reference.index = driver.sort_values(kind="stable").index
+    reference = reference.reindex(dist.index)
+    np.testing.assert_array_equal(stats["count"].to_numpy(), reference["count"].to_numpy())
+    np.testing.assert_array_equal(stats["max"].to_numpy(), reference["max"].to_numpy())
+
+
 def test_per_driver_features_on_a_hand_made_frame(features):
     stamps = utc("2026-05-01 00:00", "2026-05-01 00:30", "2026-05-01 01:00", "2026-05-01 03:15")
     driver = pd.Series([7, 8, 7, 7])
