@@ -50,12 +50,12 @@ def _rolling_by_driver(
     # A key increasing in (driver, time): driver rank, then the time's rank among all times
     # (ranks, not nanoseconds, so it cannot overflow). A trip's window starts at the first trip
     # of its driver whose time ranks at or after the first time later than t - window.
-    _, driver_rank = np.unique(drivers, return_inverse=True)
-    times = np.unique(nanos)
+    driver_rank = np.concatenate([[0], np.cumsum(drivers[1:] != drivers[:-1])]).astype(np.int64)
+    times = np.sort(nanos)
     stride = len(times) + 1
-    key = driver_rank.astype(np.int64) * stride + np.searchsorted(times, nanos)
+    key = driver_rank * stride + np.searchsorted(times, nanos)
     first_in_window = np.searchsorted(times, nanos - width, side="right")
-    start = np.searchsorted(key, driver_rank.astype(np.int64) * stride + first_in_window, side="left")
+    start = np.searchsorted(key, driver_rank * stride + first_in_window, side="left")
 
     values = trip_dist.to_numpy(dtype=np.float64)[order]
     index = np.arange(len(values))
