@@ -8,14 +8,13 @@ Measured, each as a ratio taken in the same run:
    hand, and the rolling 3 h percentile rank's throughput;
 2. training sets: Feast's DuckDB offline store (the integration repo's) and file offline store
    (the template's; at 10k rows only: at 100k it was killed for memory) and the integration
-   repo's get_training_set_fast vs a hand-written DuckDB ASOF JOIN with the same semantics, the
+   repo's get_training_set vs a hand-written DuckDB ASOF JOIN with the same semantics, the
    limit; time and peak memory, each in a fresh process, with results compared.
 Run from the project root in the project's environment (./scripts/test.sh makes .venv).
 """
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -191,13 +190,16 @@ def child(method: str, folder: Path, entity_rows: int) -> None:
     if method == "asof":
         result = retrieve_with_asof(folder, entities)
     elif method == "fast":
-        result = training_sets.get_training_set_fast(store, entities, REFERENCES)
+        result = training_sets.get_training_set(store, entities, REFERENCES)
     else:
         result = store.get_historical_features(entity_df=entities, features=REFERENCES).to_df()
     seconds = time.perf_counter() - started
     result = result.sort_values("row_id")[["row_id", *FEATURE_COLUMNS]]
     result.to_parquet(folder / f"result_{method}_{entity_rows}.parquet")
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    # VmHWM, not ru_maxrss: the latter keeps the parent's size from before exec.
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    peak_gb = peak_kb / 1024 / 1024
     print(json.dumps({"seconds": seconds, "rows": len(result), "peak_gb": peak_gb}))
 
 
@@ -213,7 +215,7 @@ def same_values(answer: pd.DataFrame, reference: pd.DataFrame) -> bool:
 
 
 NAMES = {"asof": "DuckDB ASOF JOIN by hand (the limit)", "duckdb": "Feast DuckDB offline store",
-         "fast": "get_training_set_fast (integration repo)",
+         "fast": "get_training_set (integration repo)",
          "file": "Feast file offline store"}
 
 

@@ -126,7 +126,7 @@ def test_the_integration_steps_run_twice_give_the_same_answers(tmp_path):
         entity_df = trips[["driver_id", "event_timestamp", "trip_dist"]].rename(
             columns={"trip_dist": "requested_trip_dist"}).assign(requested_at=trips.event_timestamp)
         with repo_modules(ROOT / "integration_feature_store") as import_module:
-            training = import_module("training_sets").get_training_set(
+            training = import_module("training_sets").get_training_set_from_feast(
                 store, entity_df, store.get_feature_service("trip_rating_model_v1"))
         online = store.get_online_features(
             features=store.get_feature_service("trip_rating_model_v1"),

@@ -217,8 +217,8 @@ def test_fast_training_set_path_equals_feasts_answer_for_the_whole_service(appli
     service = store.get_feature_service("trip_rating_model_v1")
     with repo_modules(REPO) as import_module:
         training_sets = import_module("training_sets")
-        by_feast = training_sets.get_training_set(store, entity_df, service)
-        fast = training_sets.get_training_set_fast(store, entity_df, service)
+        by_feast = training_sets.get_training_set_from_feast(store, entity_df, service)
+        fast = training_sets.get_training_set(store, entity_df, service)
     names = [f.name for p in service.feature_view_projections for f in p.features]
     assert len(names) == 15 and len(fast) == len(by_feast) == 400
     assert by_feast["driver_trips_24h"].isna().sum() > 0

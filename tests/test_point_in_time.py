@@ -144,7 +144,7 @@ def test_duckdb_store_agrees_with_the_oracle_on_every_row(scenario, training_set
     """The integration repo's store: all 1,340 rows back, duplicates included, 100 % agreement."""
     features, entities, expected = scenario
     store = store_with("duckdb", features, tmp_path)
-    actual = training_sets.get_training_set(store, entities, FEATURES)
+    actual = training_sets.get_training_set_from_feast(store, entities, FEATURES)
     assert len(actual) == len(entities) == 1340
     assert actual.index.equals(entities.index)
     pd.testing.assert_frame_equal(
@@ -170,7 +170,7 @@ def test_file_store_drops_rows_and_breaks_ties_and_the_helper_refuses_it(scenari
     features, entities, expected = scenario
     store = store_with("file", features, tmp_path)
     with pytest.raises(RuntimeError, match=r"returned \d+ rows for 1340 entity rows"):
-        training_sets.get_training_set(store, entities, FEATURES)
+        training_sets.get_training_set_from_feast(store, entities, FEATURES)
 
     raw = store.get_historical_features(entity_df=entities, features=FEATURES).to_df()
     key = ["driver_id", "event_timestamp", "label"]
@@ -206,23 +206,23 @@ def test_entity_df_errors_name_the_column(scenario, training_sets, tmp_path, cha
     features, entities, _ = scenario
     store = store_with("duckdb", features, tmp_path)
     with pytest.raises(ValueError, match=error):
-        training_sets.get_training_set(store, change(entities.head(5)), FEATURES)
+        training_sets.get_training_set_from_feast(store, change(entities.head(5)), FEATURES)
 
 
 def test_naive_entity_timestamps_are_read_as_utc(scenario, training_sets, tmp_path):
     features, entities, expected = scenario
     store = store_with("duckdb", features, tmp_path)
     naive = entities.head(50).assign(event_timestamp=entities.event_timestamp.head(50).dt.tz_localize(None))
-    actual = training_sets.get_training_set(store, naive, FEATURES)
+    actual = training_sets.get_training_set_from_feast(store, naive, FEATURES)
     np.testing.assert_array_equal(actual[VALUE_COLUMNS].to_numpy(), expected.head(50)[VALUE_COLUMNS].to_numpy())
 
 
 @pytest.mark.parametrize("offline_store", ["duckdb", "file"])
 def test_fast_path_agrees_with_the_oracle_on_every_row(scenario, training_sets, tmp_path, offline_store):
-    """get_training_set_fast reads the sources itself, so it is right whichever store is configured."""
+    """get_training_set reads the sources itself, so it is right whichever store is configured."""
     features, entities, expected = scenario
     store = store_with(offline_store, features, tmp_path)
-    actual = training_sets.get_training_set_fast(store, entities, FEATURES)
+    actual = training_sets.get_training_set(store, entities, FEATURES)
     assert len(actual) == len(entities) and actual.index.equals(entities.index)
     pd.testing.assert_frame_equal(actual[["driver_id", "label"]], entities[["driver_id", "label"]])
     for column in VALUE_COLUMNS:
