@@ -9,7 +9,8 @@ Measured, each as a ratio taken in the same run:
 2. training sets: Feast's DuckDB offline store (the integration repo's) and file offline store
    (the template's; at 10k rows only: at 100k it was killed for memory) and the integration
    repo's get_training_set vs a hand-written DuckDB ASOF JOIN with the same semantics, the
-   limit; time and peak memory, each in a fresh process, with results compared.
+   limit; time and peak memory, each in a fresh process, with results compared;
+3. online reads: SDK with sqlite and Redis, and `feast serve`, for 1 and 100 entities.
 Run from the project root in the project's environment (./scripts/test.sh makes .venv).
 """
 
@@ -40,7 +41,7 @@ ROWS = []
 
 def record(section: str, case: str, seconds: float, note: str = "") -> None:
     ROWS.append((section, case, seconds, note))
-    print(f"  {section:12s} {case:55s} {seconds:9.3f} s  {note}", flush=True)
+    print(f"  {section:12s} {case:55s} {seconds:9.4f} s  {note}", flush=True)
 
 
 def median_time(function, repeats: int) -> float:
@@ -239,6 +240,108 @@ def bench_retrieval(folder: Path, sizes: list[int], file_store_sizes: list[int])
                    f"{measured['rows']:,} rows back, {verdict}")
 
 
+# --- 3. online reads ------------------------------------------------------------------------
+
+
+def percentiles_ms(read, repeats: int = 300) -> tuple[float, float]:
+    read()  # warm up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        read()
+        times.append(time.perf_counter() - started)
+    p50, p99 = np.percentile(times, [50, 99]) * 1000
+    return float(p50), float(p99)
+
+
+def wait_for(ready, what: str, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not come up in {timeout_s} s")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def bench_online(folder: Path) -> None:
+    """SDK reads from sqlite and Redis, and HTTP reads from `feast serve`, of the integration
+    repo's 11 stored features for 1 and 100 drivers."""
+    import os
+    import shutil
+    import urllib.request
+
+    from feast import FeatureStore
+
+    repo = folder / "integration_feature_store"
+    shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    python = [sys.executable]
+    subprocess.run([*python, "generate_data.py", "--drivers", "200"], cwd=repo, check=True, capture_output=True)
+    subprocess.run([*python, "apply.py", "--materialize"], cwd=repo, check=True, capture_output=True)
+    references = [f"driver_trip_stats:{c}" for c in FEATURE_COLUMNS]
+    table = pd.read_parquet(repo / "data" / "driver_trip_features.parquet")
+    drivers = [int(d) for d in table.driver_id.unique()[:100]]
+
+    def sdk_cases(store, label):
+        for n in (1, 100):
+            rows = [{"driver_id": d} for d in drivers[:n]]
+            p50, p99 = percentiles_ms(lambda: store.get_online_features(features=references, entity_rows=rows))
+            record("online", f"SDK, {label}, {n} entit{'y' if n == 1 else 'ies'}", p50 / 1000,
+                   f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+
+    sdk_cases(FeatureStore(repo_path=str(repo)), "sqlite")
+
+    redis_server = shutil.which("redis-server")
+    if redis_server:
+        port = free_port()
+        server = subprocess.Popen([redis_server, "--bind", "127.0.0.1", "--port", str(port), "--save", ""],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            os.environ["REDIS_CONNECTION_STRING"] = f"127.0.0.1:{port}"
+            time.sleep(1)
+            subprocess.run([*python, "apply.py", "--feature-store-yaml", "feature_store.redis.yaml",
+                            "--materialize"], cwd=repo, check=True, capture_output=True)
+            sdk_cases(FeatureStore(repo_path=str(repo), fs_yaml_file=repo / "feature_store.redis.yaml"), "Redis")
+        finally:
+            server.terminate()
+    else:
+        print("  online       (no redis-server installed: Redis cases left out)")
+
+    port = free_port()
+    log = open(folder / "feast_serve.log", "w")
+    server = subprocess.Popen([str(Path(sys.executable).parent / "feast"), "serve", "--host", "127.0.0.1",
+                               "--port", str(port), "--workers", "1"], cwd=repo, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: urllib.request.urlopen(base + "/health", timeout=2).status == 200, "feast serve")
+        for n in (1, 100):
+            body = json.dumps({"features": references, "entities": {"driver_id": drivers[:n]}}).encode()
+
+            def read():
+                request = urllib.request.Request(base + "/get-online-features", data=body,
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    response.read()
+
+            p50, p99 = percentiles_ms(read)
+            record("online", f"HTTP feature server (sqlite), {n} entit{'y' if n == 1 else 'ies'}", p50 / 1000,
+                   f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         child(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]))
@@ -255,10 +358,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         sizes = [10_000, 100_000] + ([1_000_000] if args.large else [])
         bench_retrieval(Path(folder), sizes, file_store_sizes=[10_000])
+    print("3. online reads (300 sequential reads after one warm-up; p50 in the seconds column)")
+    with tempfile.TemporaryDirectory() as folder:
+        bench_online(Path(folder))
 
     print("\n| section | case | seconds | notes |\n| --- | --- | ---: | --- |")
     for section, case, seconds, note in ROWS:
-        print(f"| {section} | {case} | {seconds:.3f} | {note} |")
+        print(f"| {section} | {case} | {seconds:.4f} | {note} |")
 
 
 if __name__ == "__main__":
