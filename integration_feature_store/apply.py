@@ -7,20 +7,59 @@
 
 One Hamilton execution runs the whole DAG; registration goes through Feast's own plan/apply
 machinery, so objects removed from the code are removed from the registry as with `feast apply`.
+Each run that computes features and each registration is reported to OpenLineage (by default
+to data/openlineage/events.jsonl; see openlineage_events.py).
 """
 
 import argparse
-import os
 import logging
+import os
 import sys
 from datetime import datetime, timezone
 
 from hamilton.data_quality.base import DataValidationError
 
 import dataflow
+import openlineage_events
 from feast import FeatureStore
 from feast.errors import FeastError
 from feast.repo_operations import apply_total_with_repo_instance
+
+# What bad code or bad data raises; reported in a few lines, with nothing registered.
+EXPECTED_ERRORS = (DataValidationError, FeastError, ValueError, FileNotFoundError)
+
+
+def open_store(feature_store_yaml: str = "feature_store.yaml") -> FeatureStore:
+    # Hamilton logs a failing node with its traceback; the errors we expect get a short
+    # message instead, and anything unexpected still raises with its traceback.
+    for name in ("hamilton.execution.graph_functions", "hamilton.driver"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return FeatureStore(
+        repo_path=str(dataflow.REPO_DIR), fs_yaml_file=dataflow.REPO_DIR / feature_store_yaml
+    )
+
+
+def computing_driver(store: FeatureStore):
+    """The driver for a run that computes features, reporting the run to OpenLineage."""
+    return dataflow.build_driver(openlineage_events.hamilton_adapter(store.project))
+
+
+def register(store: FeatureStore, objects: dict) -> None:
+    """Register exactly these objects (as `feast apply` does), then report it to OpenLineage."""
+    contents = dataflow.repo_contents(objects.values(), store.project)
+    print(f"Applying changes for project {store.project}")
+    apply_total_with_repo_instance(
+        store, store.project, store.registry, contents, skip_source_validation=False
+    )
+    openlineage_events.emit_registrations(objects.values(), store.project)
+
+
+def report(error: Exception) -> int:
+    messages = error.args[0] if isinstance(error, DataValidationError) else [str(error)]
+    print("error: nothing was registered:", file=sys.stderr)
+    for message in messages:
+        print(f"  {message.strip()}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,38 +74,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    # Hamilton logs a failing node with its traceback; the errors we expect get a short
-    # message below instead, and anything unexpected still raises with its traceback.
-    for name in ("hamilton.execution.graph_functions", "hamilton.driver"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    store = FeatureStore(
-        repo_path=str(dataflow.REPO_DIR), fs_yaml_file=dataflow.REPO_DIR / args.feature_store_yaml
-    )
+    store = open_store(args.feature_store_yaml)
     try:
-        objects = dataflow.feast_objects_by_name(recompute_features=not args.plan)
-        contents = dataflow.repo_contents(objects.values(), store.project)
         if args.plan:
-            registry_diff, infra_diff, _ = store.plan(contents)
+            objects = dataflow.feast_objects_by_name(recompute_features=False)
+            registry_diff, infra_diff, _ = store.plan(
+                dataflow.repo_contents(objects.values(), store.project)
+            )
             print(registry_diff.to_string())
             print(infra_diff.to_string())
             return 0
-        print(f"Applying changes for project {store.project}")
-        apply_total_with_repo_instance(
-            store, store.project, store.registry, contents, skip_source_validation=False
-        )
-    except (DataValidationError, FeastError, ValueError, FileNotFoundError) as error:
-        messages = error.args[0] if isinstance(error, DataValidationError) else [str(error)]
-        print("error: nothing was registered:", file=sys.stderr)
-        for message in messages:
-            print(f"  {message.strip()}", file=sys.stderr)
-        return 1
+        register(store, dataflow.feast_objects_by_name(dr=computing_driver(store)))
+    except EXPECTED_ERRORS as error:
+        return report(error)
     if args.materialize:
         store.materialize_incremental(end_date=datetime.now(timezone.utc))
     return 0
 
 
-if __name__ == "__main__":
-    exit_code = main()
+def exit_with(exit_code: int) -> None:
     if exit_code:
         # The error is reported and nothing is left to clean up. Skip interpreter teardown: on a
         # loaded machine a native library thread was seen to abort it ("terminate called without
@@ -74,3 +100,8 @@ if __name__ == "__main__":
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(exit_code)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    exit_with(main())

@@ -3,7 +3,7 @@
 One DAG runs from the raw trip columns through the transforms and the saved feature table to
 the Feast objects that serve them.
 
-    python dataflow.py      # redraw dag.png (and dag.dot) from the code
+    python dataflow.py      # redraw dag.png and lineage.png (and their .dot) from the code
 """
 
 from datetime import timedelta
@@ -16,6 +16,7 @@ from hamilton.io.utils import get_file_metadata
 import feast_objects
 import feature_table
 import generate_data
+import lineage
 import raw_data
 import trip_features
 from feast import (
@@ -34,7 +35,8 @@ from feast.repo_contents import RepoContents
 
 REPO_DIR = Path(__file__).resolve().parent
 MODULES = [raw_data, trip_features, feature_table, feast_objects]
-SAVED_FEATURE_TABLE = "saved_driver_trip_features"
+# Each saver node -> the input naming where it saves (and where the Feast source reads).
+SAVED_TABLE_PATHS = {"saved_driver_trip_features": "driver_trip_features_path"}
 
 
 def settings() -> dict:
@@ -52,9 +54,10 @@ def settings() -> dict:
     }
 
 
-def build_driver() -> driver.Driver:
-    """A Hamilton driver over the loading, the transforms, the feature table and the Feast objects."""
-    return driver.Builder().with_modules(*MODULES).build()
+def build_driver(*adapters) -> driver.Driver:
+    """A Hamilton driver over the loading, the transforms, the feature table and the Feast objects,
+    with any lifecycle adapters given (e.g. one that reports the run to OpenLineage)."""
+    return driver.Builder().with_modules(*MODULES).with_adapters(*adapters).build()
 
 
 FEAST_OBJECT_TYPES = (Project, Entity, DataSource, FeatureView, OnDemandFeatureView, FeatureService)
@@ -78,18 +81,55 @@ def saved_feature_table(path: str) -> dict:
     return get_file_metadata(path)
 
 
-def feast_objects_by_name(recompute_features: bool = True) -> dict:
-    """Execute the DAG and return each Feast object under its node name.
+def saver_names(dr: driver.Driver) -> list[str]:
+    """The nodes that save a table for Feast to read (`@save_to`)."""
+    return sorted(
+        v.name for v in dr.list_available_variables() if v.tags.get("hamilton.data_saver") is True
+    )
+
+
+def feast_objects_by_name(
+    recompute_features: bool = True, only: list[str] | None = None, dr: driver.Driver | None = None
+) -> dict:
+    """Execute the DAG and return each Feast object under its node name, each view tagged with
+    the fingerprints of the code it derives from (see lineage.py).
 
     With `recompute_features`, the features are computed from the raw trips, validated and
-    saved first; without, the feature table saved last time stands in for that whole branch.
+    saved first (`only` narrows that to the savers named); the table saved last time stands in
+    for every saver not recomputed.
     """
-    dr = build_driver()
+    dr = dr or build_driver()
     inputs = settings()
-    overrides = {}
-    if not recompute_features:
-        overrides[SAVED_FEATURE_TABLE] = saved_feature_table(inputs["driver_trip_features_path"])
-    return dr.execute(feast_object_names(dr), inputs=inputs, overrides=overrides)
+    savers = saver_names(dr)
+    recomputed = set(savers if only is None else only) if recompute_features else set()
+    overrides = {
+        name: saved_feature_table(inputs[SAVED_TABLE_PATHS[name]])
+        for name in savers
+        if name not in recomputed
+    }
+    objects = dr.execute(feast_object_names(dr), inputs=inputs, overrides=overrides)
+    lineage.Lineage(dr, objects).stamp()
+    return objects
+
+
+def feast_object_definitions(dr: driver.Driver | None = None) -> dict:
+    """The Feast objects as the code defines them, without reading or computing any data: each
+    saved table is assumed to be where the settings put it."""
+    dr = dr or build_driver()
+    inputs = settings()
+    overrides = {
+        name: {"file_metadata": {"path": inputs[path_input]}}
+        for name, path_input in SAVED_TABLE_PATHS.items()
+    }
+    objects = dr.execute(feast_object_names(dr), inputs=inputs, overrides=overrides)
+    lineage.Lineage(dr, objects).stamp()
+    return objects
+
+
+def current_lineage() -> lineage.Lineage:
+    """The lineage of every feature as the code in this folder defines it; reads no data."""
+    dr = build_driver()
+    return lineage.Lineage(dr, feast_object_definitions(dr))
 
 
 def repo_contents(objects, project_name: str) -> RepoContents:
@@ -157,5 +197,13 @@ def draw(output_stem: Path = REPO_DIR / "dag") -> None:
     graph.render(output_stem, format="png", cleanup=True)
 
 
+def draw_lineage(output_stem: Path = REPO_DIR / "lineage") -> None:
+    """Write the field-level lineage as `lineage.dot` (which the tests compare) and `lineage.png`."""
+    graph = lineage.lineage_picture(current_lineage())
+    output_stem.with_suffix(".dot").write_text(graph.source)
+    graph.render(output_stem, format="png", cleanup=True)
+
+
 if __name__ == "__main__":
     draw()
+    draw_lineage()

@@ -1,7 +1,8 @@
 """Loading the raw trip events: checked against the schema the transforms rely on."""
 
 import pandas as pd
-from hamilton.function_modifiers import extract_columns
+from hamilton.function_modifiers import dataloader, extract_columns
+from hamilton.io.utils import get_file_and_dataframe_metadata
 
 # column -> what it must be; the transforms rely on exactly this
 RAW_TRIP_SCHEMA = {
@@ -32,8 +33,13 @@ def _schema_problems(trips: pd.DataFrame) -> list[str]:
     return problems
 
 
-def raw_trips(raw_trips_path: str) -> pd.DataFrame:
-    """Raw trip events as the trip system wrote them."""
+@dataloader()
+def raw_trips(raw_trips_path: str) -> tuple[pd.DataFrame, dict]:
+    """Raw trip events as the trip system wrote them.
+
+    A data loader: with the data it returns where the data came from and its schema, which
+    Hamilton's lineage tooling (e.g. its OpenLineage adapter) reports as this run's input.
+    """
     try:
         trips = pd.read_parquet(raw_trips_path)
     except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
@@ -58,7 +64,7 @@ def raw_trips(raw_trips_path: str) -> pd.DataFrame:
             )
     if problems:
         raise ValueError(f"raw trips in {raw_trips_path}: " + "; ".join(problems))
-    return trips
+    return trips, get_file_and_dataframe_metadata(raw_trips_path, trips)
 
 
 @extract_columns(*RAW_TRIP_SCHEMA)

@@ -1,0 +1,294 @@
+"""What does my change affect? The code in this folder compared with what is registered.
+
+    python changes.py                   # the views and services a change affects, and why
+    python changes.py --check           # the same; exits 2 if anything changed (for CI review)
+    python changes.py --refresh         # recompute and re-materialize only what changed
+    python changes.py --lineage         # every feature: its raw columns and functions
+    python changes.py --lineage trip_dist month   # what a raw column or function feeds
+
+A view has changed when the code its values derive from has (by the Hamilton fingerprints it
+was registered with; see lineage.py), even if its Feast schema has not, or when its Feast
+definition has (fields, TTL, description...). Reads no data except for `--refresh`.
+"""
+
+import argparse
+import copy
+import json
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import apply
+import dataflow
+import lineage
+from feast import FeatureStore, FeatureView, OnDemandFeatureView
+from feast.infra.registry.registry import FeastObjectType
+from google.protobuf.message import Message
+
+EXIT_CHANGED = 2  # as `terraform plan -detailed-exitcode`: 1 is an error, 2 means changes
+
+
+@dataclass
+class ViewChange:
+    """How a view in the code differs from the registered one."""
+
+    name: str
+    status: str  # "new", "removed" or "changed"
+    code: list[str] = field(default_factory=list)  # functions whose fingerprint changed
+    fields: list[str] = field(default_factory=list)  # fields those functions feed
+    schema: list[str] = field(default_factory=list)  # fields added, removed or retyped
+    definition: list[str] = field(default_factory=list)  # other Feast properties changed
+
+    @property
+    def needs_recompute(self) -> bool:
+        """Whether its stored values may differ: a description or TTL change does not count."""
+        return self.status == "new" or bool(self.code or self.schema)
+
+
+@dataclass
+class Changes:
+    views: list[ViewChange]
+    services: dict[str, list[str]]  # service -> why it changed
+    unchanged: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.views or self.services)
+
+
+def _fields(view) -> dict[str, str]:
+    return {f.name: str(f.dtype) for f in view.features}
+
+
+def _schema_changes(registered, current) -> list[str]:
+    before, after = _fields(registered), _fields(current)
+    changes = [f"+ {name} ({dtype})" for name, dtype in after.items() if name not in before]
+    changes += [f"- {name} ({dtype})" for name, dtype in before.items() if name not in after]
+    changes += [
+        f"~ {name} ({before[name]} -> {dtype})"
+        for name, dtype in after.items()
+        if name in before and before[name] != dtype
+    ]
+    return changes
+
+
+VIEW_TYPES = {FeastObjectType.FEATURE_VIEW, FeastObjectType.ON_DEMAND_FEATURE_VIEW}
+REPORTED_TYPES = VIEW_TYPES | {FeastObjectType.FEATURE_SERVICE}
+
+
+def _cleared(value, names: set[str]):
+    """A copy of a proto value (a message, or a list or map of them) with the fields `names`
+    cleared at every depth."""
+    if not isinstance(value, Message):
+        if hasattr(value, "items"):
+            return {key: _cleared(item, names) for key, item in value.items()}
+        if isinstance(value, (str, bytes)):
+            return value
+        try:
+            return [_cleared(item, names) for item in value]
+        except TypeError:  # not a container
+            return value
+    value = copy.deepcopy(value)
+    pending = [value]
+    while pending:
+        message = pending.pop()
+        for descriptor, child in message.ListFields():
+            if descriptor.name in names:
+                message.ClearField(descriptor.name)
+            elif isinstance(child, Message):
+                pending.append(child)
+            elif descriptor.message_type is not None:  # a map or a list of messages
+                children = child.values() if hasattr(child, "values") else child
+                pending += [c for c in children if isinstance(c, Message)]
+    return value
+
+
+# What the comparison ignores: registry timestamps (`meta`; feast 0.67's plan compares them, so
+# every registered view would look changed), and in an on-demand view's `sources`, the copies
+# of its source views' descriptions and tags (reported with those views).
+IGNORED = {"meta"}
+IGNORED_IN = {
+    "sources": {"meta", "description", "tags"},
+    "features": {"meta", "description", "tags"},  # a service's: copies of its views' fields
+}
+
+
+def _definition_changes(registry_diff) -> dict[str, list[str]]:
+    """Per view and service, the properties Feast's own plan finds changed, besides what is
+    reported in detail: fields added, removed or retyped, and the fingerprint tag."""
+    changed = {}
+    for diff in registry_diff.feast_object_diffs:
+        if diff.feast_object_type not in REPORTED_TYPES:
+            continue
+        names = []
+        for prop in diff.feast_object_property_diffs:
+            before, after = prop.val_existing, prop.val_declared
+            if prop.property_name == "features" and diff.feast_object_type in VIEW_TYPES:
+                old = {f.name: f.description for f in before}
+                described = [f.name for f in after if old.get(f.name, f.description) != f.description]
+                if described:
+                    names.append(f"descriptions of {', '.join(described)}")
+                continue
+            if prop.property_name == "tags":
+                before, after = dict(before), dict(after)
+                before.pop(lineage.CODE_VERSIONS_TAG, None)
+                after.pop(lineage.CODE_VERSIONS_TAG, None)
+            ignored = IGNORED_IN.get(prop.property_name, IGNORED)
+            if _cleared(before, ignored) != _cleared(after, ignored):
+                names.append(prop.property_name)
+        changed[diff.name] = names
+    return changed
+
+
+def registered_views(store: FeatureStore) -> dict:
+    registry, project = store.registry, store.project
+    views = registry.list_feature_views(project, allow_cache=False)
+    views += registry.list_on_demand_feature_views(project, allow_cache=False)
+    return {view.name: view for view in views}
+
+
+def find_changes(store: FeatureStore, current: lineage.Lineage) -> Changes:
+    """Compare the views and services of the code with those registered in the store."""
+    registered = registered_views(store)
+    registered_services = {
+        s.name: s for s in store.registry.list_feature_services(store.project, allow_cache=False)
+    }
+    registry_diff, _, _ = store.plan(
+        dataflow.repo_contents(current.objects.values(), store.project)
+    )
+    definitions = _definition_changes(registry_diff)
+
+    views, unchanged = [], []
+    for view in current.views():
+        old = registered.get(view.name)
+        if old is None:
+            views.append(ViewChange(view.name, "new", fields=[f.name for f in view.features]))
+            continue
+        stored = json.loads(old.tags.get(lineage.CODE_VERSIONS_TAG, "{}"))
+        now = current.code_versions(view.name)
+        code = sorted(fn for fn in set(stored) | set(now) if stored.get(fn) != now.get(fn))
+        fed = {(f.view, f.field) for f in current.features_fed_by(set(code))}
+        change = ViewChange(
+            view.name,
+            "changed",
+            code=code,
+            fields=[f.name for f in view.features if (view.name, f.name) in fed],
+            schema=_schema_changes(old, view),
+            definition=definitions.get(view.name, []),
+        )
+        if change.code or change.schema or change.definition:
+            views.append(change)
+        else:
+            unchanged.append(view.name)
+    views += [ViewChange(name, "removed") for name in registered if name not in current.objects]
+
+    changed_views = {change.name: change for change in views}
+    services = {}
+    for service in current.services():
+        if service.name not in registered_services:
+            services[service.name] = ["new"]
+            continue
+        reasons = []
+        for projection in service.feature_view_projections:
+            change = changed_views.get(projection.name)
+            if change is None:
+                continue
+            served = {f.name for f in projection.features}
+            affected = [f for f in change.fields if f in served]
+            if affected:
+                reasons.append(f"{projection.name}: {', '.join(affected)}")
+            elif change.status != "changed" or change.schema or change.definition:
+                why = "; ".join(change.schema + change.definition) or change.status
+                reasons.append(f"{projection.name} ({why})")
+        reasons += definitions.get(service.name, [])
+        if reasons:
+            services[service.name] = reasons
+        else:
+            unchanged.append(service.name)
+    for name in registered_services:
+        if name not in current.objects:
+            services[name] = ["removed"]
+    return Changes(views, services, sorted(unchanged))
+
+
+def changes_report(changes: Changes, current: lineage.Lineage, project: str) -> str:
+    lines = [f"Compared with the registry of project {project}:"]
+    if not changes:
+        lines.append("nothing changed.")
+    for change in changes.views:
+        lines.append(f"{change.name}: {change.status}")
+        if change.code:
+            lines.append(f"  code changed: {', '.join(change.code)}")
+            total = len(current.objects[change.name].features)
+            lines.append(f"  fields affected: {', '.join(change.fields)} ({len(change.fields)} of {total})")
+        if change.schema:
+            lines.append(f"  schema: {'; '.join(change.schema)}")
+        if change.definition:
+            lines.append(f"  definition: {', '.join(change.definition)}")
+    for name, reasons in changes.services.items():
+        lines.append(f"{name} (service): {'; '.join(reasons)}")
+    if changes.unchanged:
+        lines.append(f"unchanged: {', '.join(changes.unchanged)}")
+    return "\n".join(lines)
+
+
+def refresh(store: FeatureStore, current: lineage.Lineage, changes: Changes) -> None:
+    """Recompute the saved tables of the views whose values changed, register everything, and
+    re-materialize those views over what was materialized before (or their TTL)."""
+    dr = apply.computing_driver(store)
+    savers = set(dataflow.saver_names(dr))
+    registered = registered_views(store)
+    stale = [
+        change.name
+        for change in changes.views
+        if change.needs_recompute and isinstance(current.objects[change.name], FeatureView)
+    ]
+    recompute = sorted(
+        {node.name for name in stale for node in dr.what_is_upstream_of(name)} & savers
+    )
+    print(f"Recomputing: {', '.join(recompute) or 'nothing'} (for {', '.join(stale) or 'no view'})")
+    objects = dataflow.feast_objects_by_name(only=recompute, dr=dr)
+    apply.register(store, objects)
+    end = datetime.now(timezone.utc)
+    for name in stale:
+        old = registered.get(name)
+        intervals = old.materialization_intervals if old is not None else []
+        start = min((s for s, _ in intervals), default=end - current.objects[name].ttl)
+        print(f"Re-materializing {name} from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
+        store.materialize(start_date=start, end_date=end, feature_views=[name])
+    on_demand = [
+        c.name for c in changes.views if isinstance(current.objects.get(c.name), OnDemandFeatureView)
+    ]
+    if on_demand:
+        print(f"Registered, nothing to materialize: {', '.join(on_demand)} (computed on demand)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help=f"exit {EXIT_CHANGED} on any change")
+    mode.add_argument("--refresh", action="store_true", help="recompute only what changed")
+    mode.add_argument("--lineage", nargs="*", metavar="NAME", help="field lineage (of NAMEs)")
+    parser.add_argument("--feature-store-yaml", default="feature_store.yaml")
+    args = parser.parse_args(argv)
+
+    try:
+        current = dataflow.current_lineage()
+        if args.lineage is not None:
+            names = args.lineage
+            print(lineage.impact_table(current, names) if names else lineage.lineage_table(current))
+            return 0
+        store = apply.open_store(args.feature_store_yaml)
+        changes = find_changes(store, current)
+        print(changes_report(changes, current, store.project))
+        if args.refresh and changes:
+            refresh(store, current, changes)
+        if args.check and changes:
+            print("Changes found: review them, then `python changes.py --refresh`.")
+            return EXIT_CHANGED
+    except apply.EXPECTED_ERRORS as error:
+        return apply.report(error)
+    return 0
+
+
+if __name__ == "__main__":
+    apply.exit_with(main())
