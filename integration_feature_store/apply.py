@@ -12,6 +12,8 @@ to data/openlineage/events.jsonl; see openlineage_events.py).
 """
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -44,19 +46,24 @@ def computing_driver(store: FeatureStore):
     return dataflow.build_driver(openlineage_events.hamilton_adapter(store.project))
 
 
-def register(store: FeatureStore, objects: dict) -> None:
-    """Register exactly these objects (as `feast apply` does), then report it to OpenLineage."""
+def register(store: FeatureStore, objects: dict, quiet: bool = False) -> None:
+    """Register exactly these objects (as `feast apply` does), then report it to OpenLineage.
+
+    `quiet` keeps Feast's listing of every changed property (whole protos) off the screen.
+    """
     contents = dataflow.repo_contents(objects.values(), store.project)
     print(f"Applying changes for project {store.project}")
-    apply_total_with_repo_instance(
-        store, store.project, store.registry, contents, skip_source_validation=False
-    )
+    with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+        apply_total_with_repo_instance(
+            store, store.project, store.registry, contents, skip_source_validation=False
+        )
     openlineage_events.emit_registrations(objects.values(), store.project)
 
 
-def report(error: Exception) -> int:
+def report(error: Exception, outcome: str = "nothing was registered") -> int:
+    """Print an expected error as `error: <outcome>:` and its messages; return exit code 1."""
     messages = error.args[0] if isinstance(error, DataValidationError) else [str(error)]
-    print("error: nothing was registered:", file=sys.stderr)
+    print(f"error: {outcome}:", file=sys.stderr)
     for message in messages:
         print(f"  {message.strip()}", file=sys.stderr)
     return 1

@@ -14,9 +14,8 @@ definition has (fields, TTL, description...). Reads no data except for `--refres
 import argparse
 import copy
 import json
-import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import apply
 import dataflow
@@ -50,6 +49,7 @@ class Changes:
     views: list[ViewChange]
     services: dict[str, list[str]]  # service -> why it changed
     unchanged: list[str]
+    graph_versions: tuple[str, str]  # the DAG's fingerprint: registered, now
 
     def __bool__(self) -> bool:
         return bool(self.views or self.services)
@@ -124,7 +124,9 @@ def _definition_changes(registry_diff) -> dict[str, list[str]]:
             before, after = prop.val_existing, prop.val_declared
             if prop.property_name == "features" and diff.feast_object_type in VIEW_TYPES:
                 old = {f.name: f.description for f in before}
-                described = [f.name for f in after if old.get(f.name, f.description) != f.description]
+                described = [
+                    f.name for f in after if old.get(f.name, f.description) != f.description
+                ]
                 if described:
                     names.append(f"descriptions of {', '.join(described)}")
                 continue
@@ -153,7 +155,7 @@ def find_changes(store: FeatureStore, current: lineage.Lineage) -> Changes:
         s.name: s for s in store.registry.list_feature_services(store.project, allow_cache=False)
     }
     registry_diff, _, _ = store.plan(
-        dataflow.repo_contents(current.objects.values(), store.project)
+        dataflow.repo_contents(current.feast_objects.values(), store.project)
     )
     definitions = _definition_changes(registry_diff)
 
@@ -207,19 +209,26 @@ def find_changes(store: FeatureStore, current: lineage.Lineage) -> Changes:
     for name in registered_services:
         if name not in current.objects:
             services[name] = ["removed"]
-    return Changes(views, services, sorted(unchanged))
+    projects = store.registry.list_projects(allow_cache=False)
+    tags = next((p.tags for p in projects if p.name == store.project), {})
+    before = tags.get(lineage.GRAPH_VERSION_TAG, "none")
+    return Changes(views, services, sorted(unchanged), (before, current.graph_version))
 
 
 def changes_report(changes: Changes, current: lineage.Lineage, project: str) -> str:
     lines = [f"Compared with the registry of project {project}:"]
+    before, now = changes.graph_versions
     if not changes:
         lines.append("nothing changed.")
+        if before != now:
+            lines.append(f"(the Hamilton DAG did, {before} -> {now}, in code no view derives from)")
     for change in changes.views:
         lines.append(f"{change.name}: {change.status}")
         if change.code:
             lines.append(f"  code changed: {', '.join(change.code)}")
             total = len(current.objects[change.name].features)
-            lines.append(f"  fields affected: {', '.join(change.fields)} ({len(change.fields)} of {total})")
+            affected = f"{', '.join(change.fields)} ({len(change.fields)} of {total})"
+            lines.append(f"  fields affected: {affected}")
         if change.schema:
             lines.append(f"  schema: {'; '.join(change.schema)}")
         if change.definition:
@@ -247,7 +256,7 @@ def refresh(store: FeatureStore, current: lineage.Lineage, changes: Changes) -> 
     )
     print(f"Recomputing: {', '.join(recompute) or 'nothing'} (for {', '.join(stale) or 'no view'})")
     objects = dataflow.feast_objects_by_name(only=recompute, dr=dr)
-    apply.register(store, objects)
+    apply.register(store, objects, quiet=True)
     end = datetime.now(timezone.utc)
     for name in stale:
         old = registered.get(name)
@@ -256,7 +265,9 @@ def refresh(store: FeatureStore, current: lineage.Lineage, changes: Changes) -> 
         print(f"Re-materializing {name} from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
         store.materialize(start_date=start, end_date=end, feature_views=[name])
     on_demand = [
-        c.name for c in changes.views if isinstance(current.objects.get(c.name), OnDemandFeatureView)
+        change.name
+        for change in changes.views
+        if isinstance(current.objects.get(change.name), OnDemandFeatureView)
     ]
     if on_demand:
         print(f"Registered, nothing to materialize: {', '.join(on_demand)} (computed on demand)")
@@ -279,14 +290,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         store = apply.open_store(args.feature_store_yaml)
         changes = find_changes(store, current)
-        print(changes_report(changes, current, store.project))
-        if args.refresh and changes:
-            refresh(store, current, changes)
-        if args.check and changes:
-            print("Changes found: review them, then `python changes.py --refresh`.")
-            return EXIT_CHANGED
     except apply.EXPECTED_ERRORS as error:
-        return apply.report(error)
+        return apply.report(error, outcome="cannot tell what changed")
+    print(changes_report(changes, current, store.project))
+    if args.refresh and changes:
+        try:
+            refresh(store, current, changes)
+        except apply.EXPECTED_ERRORS as error:
+            return apply.report(error)
+    if args.check and changes:
+        print("Changes found: review them, then `python changes.py --refresh`.")
+        return EXIT_CHANGED
     return 0
 
 

@@ -198,7 +198,7 @@ def draw(output_stem: Path = REPO_DIR / "dag") -> None:
 
 
 def draw_lineage(output_stem: Path = REPO_DIR / "lineage") -> None:
-    """Write the field-level lineage as `lineage.dot` (which the tests compare) and `lineage.png`."""
+    """Write the field lineage as `lineage.dot` (which the tests compare) and `lineage.png`."""
     graph = lineage.lineage_picture(current_lineage())
     output_stem.with_suffix(".dot").write_text(graph.source)
     graph.render(output_stem, format="png", cleanup=True)

@@ -24,6 +24,7 @@ from feast import (
     Project,
     PushSource,
     RequestSource,
+    ValueType,
 )
 from feast.types import Bool, Float64, Int64, UnixTimestamp
 
@@ -94,7 +95,9 @@ def project(project_name: str) -> Project:
 
 def driver() -> Entity:
     """The driver entity, looked up by driver_id."""
-    return Entity(name="driver", join_keys=["driver_id"])
+    # With its type declared, Feast need not read the feature table to infer it, so plans and
+    # `changes.py` work from the code alone.
+    return Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
 
 
 def driver_trip_features_source(saved_driver_trip_features: dict) -> FileSource:

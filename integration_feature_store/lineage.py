@@ -20,13 +20,14 @@ from pathlib import Path
 
 import graphviz
 from hamilton import driver
-from hamilton.graph_types import hash_source_code
+from hamilton.graph_types import HamiltonGraph, hash_source_code
 
 import raw_data
-from feast import FeatureService, FeatureView, OnDemandFeatureView
+from feast import FeatureService, FeatureView, OnDemandFeatureView, Project
 
 REPO_DIR = Path(__file__).resolve().parent
-CODE_VERSIONS_TAG = "hamilton_code_versions"
+CODE_VERSIONS_TAG = "hamilton_code_versions"  # on each view: {function: fingerprint}
+GRAPH_VERSION_TAG = "hamilton_graph_version"  # on the project: HamiltonGraph.version
 FINGERPRINT_LENGTH = 12  # hex digits kept of each sha256: plenty to tell versions apart
 
 
@@ -99,7 +100,11 @@ class Lineage:
                     f"service named {obj.name!r}; expected each name once"
                 )
             self._node_of[obj.name] = node
-        self.objects = {obj.name: obj for obj in traced.values()}
+        self.objects = {obj.name: obj for obj in traced.values()}  # views and services
+        self.feast_objects = dict(objects)  # all of them, by node name
+        # Hamilton's fingerprint of the whole DAG: it changes with any function, even one that
+        # feeds no view yet.
+        self.graph_version = HamiltonGraph(list(self._nodes.values())).version[:FINGERPRINT_LENGTH]
         self.raw_columns = [f"raw_trips.{c}" for c in raw_data.RAW_TRIP_SCHEMA if c in self._nodes]
         self.versions: dict[str, str] = {}
         for node in self._nodes.values():
@@ -204,11 +209,15 @@ class Lineage:
         return {fn: self.versions[fn] for fn in sorted(self._view_code[view_name])}
 
     def stamp(self) -> None:
-        """Tag every view with the fingerprints of its code, for `changes.py` to compare."""
+        """Tag every view with the fingerprints of its code, and the project with the DAG's,
+        for `changes.py` to compare."""
         for view in self.views():
             view.tags[CODE_VERSIONS_TAG] = json.dumps(
                 self.code_versions(view.name), separators=(",", ":")
             )
+        for project in self.feast_objects.values():
+            if isinstance(project, Project):
+                project.tags[GRAPH_VERSION_TAG] = self.graph_version
 
     # --- the reverse direction ---
     def resolve(self, name: str) -> str:
@@ -315,7 +324,8 @@ def _format(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        cells.append(row[-1])
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 

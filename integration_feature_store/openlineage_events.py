@@ -46,7 +46,7 @@ def namespace(project: str) -> str:
 def hamilton_adapter(project: str) -> OpenLineageAdapter:
     """A Hamilton lifecycle adapter reporting each run as job `<project>.features`."""
     transport = _file_transport()
-    client = OpenLineageClient(config={"transport": transport}) if transport else OpenLineageClient()
+    client = OpenLineageClient(config={"transport": transport} if transport else None)
     return OpenLineageAdapter(client, namespace(project), f"{project}.features")
 
 

@@ -116,6 +116,13 @@ def walk_through_integration() -> None:
     step("integration_feature_store: raw trips -> Hamilton transforms -> Feast")
     run_in(repo_dir, [sys.executable, "generate_data.py"])
     run_in(repo_dir, [sys.executable, "apply.py", "--materialize"])
+    events = repo_dir / "data" / "openlineage" / "events.jsonl"
+    print(f"OpenLineage events of the run and the registration: {events.relative_to(ROOT)}")
+
+    step("integration_feature_store: what raw trip_dist and the label rider_rating feed")
+    run_in(repo_dir, [sys.executable, "changes.py", "--lineage", "trip_dist", "rider_rating"])
+    step("integration_feature_store: has the code changed since it was registered? (CI check)")
+    run_in(repo_dir, [sys.executable, "changes.py", "--check"])
 
     store = FeatureStore(repo_path=str(repo_dir))
     service = store.get_feature_service("trip_rating_model_v1")
