@@ -37,6 +37,7 @@ class ViewChange:
     fields: list[str] = field(default_factory=list)  # fields those functions feed
     schema: list[str] = field(default_factory=list)  # fields added, removed or retyped
     definition: list[str] = field(default_factory=list)  # other Feast properties changed
+    registered: object = None  # the registered view, if any
 
     @property
     def needs_recompute(self) -> bool:
@@ -172,6 +173,7 @@ def find_changes(store: FeatureStore, current: lineage.Lineage) -> Changes:
         change = ViewChange(
             view.name,
             "changed",
+            registered=old,
             code=code,
             fields=[f.name for f in view.features if (view.name, f.name) in fed],
             schema=_schema_changes(old, view),
@@ -181,7 +183,11 @@ def find_changes(store: FeatureStore, current: lineage.Lineage) -> Changes:
             views.append(change)
         else:
             unchanged.append(view.name)
-    views += [ViewChange(name, "removed") for name in registered if name not in current.objects]
+    views += [
+        ViewChange(name, "removed", registered=view)
+        for name, view in registered.items()
+        if name not in current.objects
+    ]
 
     changed_views = {change.name: change for change in views}
     services = {}
@@ -245,25 +251,29 @@ def refresh(store: FeatureStore, current: lineage.Lineage, changes: Changes) -> 
     re-materialize those views over what was materialized before (or their TTL)."""
     dr = apply.computing_driver(store)
     savers = set(dataflow.saver_names(dr))
-    registered = registered_views(store)
     stale = [
-        change.name
+        change
         for change in changes.views
         if change.needs_recompute and isinstance(current.objects[change.name], FeatureView)
     ]
+    names = [change.name for change in stale]
     recompute = sorted(
-        {node.name for name in stale for node in dr.what_is_upstream_of(name)} & savers
+        {node.name for name in names for node in dr.what_is_upstream_of(current.node_of[name])}
+        & savers
     )
-    print(f"Recomputing: {', '.join(recompute) or 'nothing'} (for {', '.join(stale) or 'no view'})")
+    print(f"Recomputing: {', '.join(recompute) or 'nothing'} (for {', '.join(names) or 'no view'})")
     objects = dataflow.feast_objects_by_name(only=recompute, dr=dr)
     apply.register(store, objects, quiet=True)
     end = datetime.now(timezone.utc)
-    for name in stale:
-        old = registered.get(name)
-        intervals = old.materialization_intervals if old is not None else []
-        start = min((s for s, _ in intervals), default=end - current.objects[name].ttl)
-        print(f"Re-materializing {name} from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
-        store.materialize(start_date=start, end_date=end, feature_views=[name])
+    for change in stale:
+        intervals = change.registered.materialization_intervals if change.registered else []
+        ttl = current.objects[change.name].ttl
+        start = min((s for s, _ in intervals), default=end - ttl)
+        print(
+            f"Re-materializing {change.name} from {start:%Y-%m-%d %H:%M} "
+            f"to {end:%Y-%m-%d %H:%M} UTC"
+        )
+        store.materialize(start_date=start, end_date=end, feature_views=[change.name])
     on_demand = [
         change.name
         for change in changes.views

@@ -73,7 +73,7 @@ def feast_object_names(dr: driver.Driver) -> list[str]:
 
 
 def saved_feature_table(path: str) -> dict:
-    """What saving the feature table returns, for a table saved earlier; an error if there is none."""
+    """What saving the feature table returns, for a table saved earlier; an error if none is."""
     if not Path(path).is_file():
         raise FileNotFoundError(
             f"no feature table at {path}: run `python apply.py` first, which computes and saves it"
@@ -86,6 +86,15 @@ def saver_names(dr: driver.Driver) -> list[str]:
     return sorted(
         v.name for v in dr.list_available_variables() if v.tags.get("hamilton.data_saver") is True
     )
+
+
+def _traced_feast_objects(dr: driver.Driver, inputs: dict, overrides: dict) -> lineage.Lineage:
+    """Execute the Feast-object nodes; their lineage, with every view tagged with the
+    fingerprints of the code it derives from (see lineage.py)."""
+    objects = dr.execute(feast_object_names(dr), inputs=inputs, overrides=overrides)
+    traced = lineage.Lineage(dr, objects)
+    traced.stamp()
+    return traced
 
 
 def feast_objects_by_name(
@@ -107,29 +116,18 @@ def feast_objects_by_name(
         for name in savers
         if name not in recomputed
     }
-    objects = dr.execute(feast_object_names(dr), inputs=inputs, overrides=overrides)
-    lineage.Lineage(dr, objects).stamp()
-    return objects
+    return _traced_feast_objects(dr, inputs, overrides).feast_objects
 
 
-def feast_object_definitions(dr: driver.Driver | None = None) -> dict:
-    """The Feast objects as the code defines them, without reading or computing any data: each
-    saved table is assumed to be where the settings put it."""
-    dr = dr or build_driver()
+def current_lineage() -> lineage.Lineage:
+    """The lineage of every feature as the code in this folder defines it, without reading or
+    computing any data: each saved table is assumed to be where the settings put it."""
     inputs = settings()
     overrides = {
         name: {"file_metadata": {"path": inputs[path_input]}}
         for name, path_input in SAVED_TABLE_PATHS.items()
     }
-    objects = dr.execute(feast_object_names(dr), inputs=inputs, overrides=overrides)
-    lineage.Lineage(dr, objects).stamp()
-    return objects
-
-
-def current_lineage() -> lineage.Lineage:
-    """The lineage of every feature as the code in this folder defines it; reads no data."""
-    dr = build_driver()
-    return lineage.Lineage(dr, feast_object_definitions(dr))
+    return _traced_feast_objects(build_driver(), inputs, overrides)
 
 
 def repo_contents(objects, project_name: str) -> RepoContents:
@@ -180,7 +178,7 @@ def repo_contents(objects, project_name: str) -> RepoContents:
 
 
 def dag_picture():
-    """The whole DAG as a graphviz graph: raw columns, transforms, checks, the saver, Feast objects."""
+    """The whole DAG as a graphviz graph: raw columns, transforms, checks, saver, Feast objects."""
     graph = build_driver().display_all_functions(
         None, orient="LR", show_legend=False, deduplicate_inputs=False
     )

@@ -92,14 +92,14 @@ class Lineage:
             for node, obj in objects.items()
             if isinstance(obj, (FeatureView, OnDemandFeatureView, FeatureService))
         }
-        self._node_of = {}
+        self.node_of: dict[str, str] = {}  # view or service name -> its node
         for node, obj in traced.items():
-            if obj.name in self._node_of:
+            if obj.name in self.node_of:
                 raise ValueError(
-                    f"nodes {self._node_of[obj.name]!r} and {node!r} both define a view or "
+                    f"nodes {self.node_of[obj.name]!r} and {node!r} both define a view or "
                     f"service named {obj.name!r}; expected each name once"
                 )
-            self._node_of[obj.name] = node
+            self.node_of[obj.name] = node
         self.objects = {obj.name: obj for obj in traced.values()}  # views and services
         self.feast_objects = dict(objects)  # all of them, by node name
         # Hamilton's fingerprint of the whole DAG: it changes with any function, even one that
@@ -156,7 +156,7 @@ class Lineage:
         """A field computed by a node of its own name derives from what lies upstream of that
         node and from the nodes that join all the view's fields (the table, the saver, the
         sources, the view); a field no node computes, from everything upstream of the view."""
-        view_nodes = self._upstream(self._node_of[view.name])
+        view_nodes = self._upstream(self.node_of[view.name])
         self._view_code[view.name] = self._code_of(view_nodes)
         field_nodes = [f.name for f in view.features if f.name in self._nodes]
         joining = set(view_nodes)
@@ -178,8 +178,8 @@ class Lineage:
         embeds), its request fields, and the lineage of the source fields its UDF reads. The
         UDF is not split further: every output field gets the lineage of the whole UDF."""
         source_views = list(view.source_feature_view_projections)
-        own_nodes = self._upstream(self._node_of[view.name]) - self._upstream(
-            *(self._node_of[name] for name in source_views)
+        own_nodes = self._upstream(self.node_of[view.name]) - self._upstream(
+            *(self.node_of[name] for name in source_views)
         )
         read = _string_constants(view.feature_transformation.udf_string)
         raw, functions, sources = set(), self._code_of(own_nodes), []
