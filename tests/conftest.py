@@ -66,6 +66,31 @@ def file_hashes(folder: Path) -> dict[str, str]:
     }
 
 
+# The integration repo's driver_trip_stats fields, in the view's order, by kind.
+CALENDAR_FEATURES = ["day_of_week", "is_weekend", "month", "hour_of_day"]
+PER_DRIVER_FEATURES = [
+    "driver_trip_dist_mean_3h",
+    "driver_trip_dist_max_3h",
+    "driver_trip_dist_min_3h",
+    "driver_trips_3h",
+    "driver_trip_dist_mean_24h",
+    "driver_trips_24h",
+]
+FEATURE_VIEW_FIELDS = [
+    *CALENDAR_FEATURES,
+    "trip_dist_pct_rank_3h_all_drivers",
+    *PER_DRIVER_FEATURES,
+]
+
+
+def edit(path: Path, old: str, new: str) -> str:
+    """Replace `old`, which must occur exactly once, by `new` in a file; return the original."""
+    original = path.read_text()
+    assert original.count(old) == 1, f"{old!r} is not in {path} exactly once"
+    path.write_text(original.replace(old, new))
+    return original
+
+
 def generate_data(repo_dir: Path, *args: str) -> None:
     run([sys.executable, "generate_data.py", *args], cwd=repo_dir)
 

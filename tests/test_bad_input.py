@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import copy_repo, generate_data, run
+from conftest import copy_repo, edit, generate_data, run
 
 STATE_FILES = ["data/registry.db", "data/online_store.db", "data/driver_trip_features.parquet"]
 
@@ -85,14 +85,6 @@ def test_an_empty_raw_file_is_refused_and_changes_nothing(integration_repo):
     assert "raw_trips.parquet: cannot be read" in result.stderr
     assert "expected a parquet file of trips" in result.stderr
     assert state_hashes(integration_repo) == before
-
-
-def edit(path, old: str, new: str) -> str:
-    """Replace `old` (which must be there) by `new` in a file; return the original text."""
-    original = path.read_text()
-    assert old in original, f"{old!r} not in {path}"
-    path.write_text(original.replace(old, new))
-    return original
 
 
 DEFINITION_CASES = {

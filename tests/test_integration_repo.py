@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
-from conftest import ROOT, copy_repo, file_hashes, generate_data, repo_modules, run
+from conftest import (
+    FEATURE_VIEW_FIELDS,
+    ROOT,
+    copy_repo,
+    file_hashes,
+    generate_data,
+    repo_modules,
+    run,
+)
 from feast import FeatureStore
 from feast.data_source import PushMode
 from registry_protos import registry_objects
@@ -17,19 +25,6 @@ from registry_protos import registry_objects
 NAME = "integration_feature_store"
 REPO = ROOT / NAME
 FEATURE_TABLE = "data/driver_trip_features.parquet"
-FEATURE_VIEW_FIELDS = [
-    "day_of_week",
-    "is_weekend",
-    "month",
-    "hour_of_day",
-    "trip_dist_pct_rank_3h_all_drivers",
-    "driver_trip_dist_mean_3h",
-    "driver_trip_dist_max_3h",
-    "driver_trip_dist_min_3h",
-    "driver_trips_3h",
-    "driver_trip_dist_mean_24h",
-    "driver_trips_24h",
-]
 RAW_COLUMNS = {"event_timestamp", "created", "driver_id", "rider_id", "trip_dist", "rider_rating"}
 
 

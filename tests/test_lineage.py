@@ -1,6 +1,7 @@
 """What does my change affect? Field lineage, code fingerprints, changes.py and OpenLineage events
 (integration_feature_store)."""
 
+import hashlib
 import json
 import sys
 import threading
@@ -9,22 +10,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import pytest
 
-from conftest import ROOT, copy_repo, file_hashes, generate_data, repo_modules, run
+from conftest import (
+    CALENDAR_FEATURES,
+    PER_DRIVER_FEATURES,
+    ROOT,
+    copy_repo,
+    edit,
+    generate_data,
+    repo_modules,
+    run,
+)
 from feast import FeatureStore
 from feast.openlineage.processor import OpenLineageProcessor
 from feast.openlineage.store import OpenLineageStore
 
 NAME = "integration_feature_store"
 REPO = ROOT / NAME
-CALENDAR = ["day_of_week", "is_weekend", "month", "hour_of_day"]
-PER_DRIVER = [
-    "driver_trip_dist_mean_3h",
-    "driver_trip_dist_max_3h",
-    "driver_trip_dist_min_3h",
-    "driver_trips_3h",
-    "driver_trip_dist_mean_24h",
-    "driver_trips_24h",
-]
 ON_DEMAND = [
     "request_day_of_week",
     "request_is_weekend",
@@ -51,12 +52,6 @@ def applied(tmp_path):
     return repo_dir
 
 
-def edit(path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} is not in {path.name} exactly once"
-    path.write_text(text.replace(old, new))
-
-
 def changes(repo_dir, *args: str, exit_code: int = 0) -> str:
     result = run([sys.executable, "changes.py", *args], cwd=repo_dir, expect_success=exit_code == 0)
     assert result.returncode == exit_code, result.stdout + result.stderr
@@ -72,7 +67,7 @@ def online(repo_dir, features: list[str], request: dict | None = None) -> pd.Dat
 
 
 def sha256(path) -> str:
-    return file_hashes(path.parent)[path.name]
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # --- field lineage, from the code alone ----------------------------------------------------
@@ -81,9 +76,9 @@ def sha256(path) -> str:
 def test_each_stored_feature_derives_from_exactly_the_raw_columns_its_transform_reads(code):
     lineage, _ = code
     expected = {
-        **{field: {"event_timestamp"} for field in CALENDAR},
+        **{field: {"event_timestamp"} for field in CALENDAR_FEATURES},
         "trip_dist_pct_rank_3h_all_drivers": {"event_timestamp", "trip_dist"},
-        **{field: {"event_timestamp", "driver_id", "trip_dist"} for field in PER_DRIVER},
+        **{field: {"event_timestamp", "driver_id", "trip_dist"} for field in PER_DRIVER_FEATURES},
     }
     found = {
         feature.field: {column.split(".")[1] for column in feature.raw_columns}
@@ -169,7 +164,7 @@ def test_lineage_command_answers_both_directions(tmp_path):
     reverse = changes(repo_dir, "--lineage", "month", "rider_rating", "_rolling_by_driver")
     assert "trip_features.month feeds\n  driver_trip_stats: month (1 of 11 fields)\n" in reverse
     assert "raw_trips.rider_rating feeds no feature" in reverse
-    assert f"driver_trip_stats: {', '.join(PER_DRIVER)} (6 of 11 fields)" in reverse
+    assert f"driver_trip_stats: {', '.join(PER_DRIVER_FEATURES)} (6 of 11 fields)" in reverse
     assert f"trip_request_features: {', '.join(ON_DEMAND)} (all 4 fields)" in reverse
 
 
