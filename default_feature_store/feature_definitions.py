@@ -1,8 +1,4 @@
-"""The Feast objects that `feast init` (feast 0.67.0, default template) generates.
-
-Written out by hand for this repository so that the Hamilton variants can be compared with
-it object for object. `feast apply` run in this folder registers everything defined here.
-"""
+# This is an example feature definition file
 
 from datetime import timedelta
 
@@ -25,13 +21,16 @@ from feast.infra.offline_stores.file_source import FileLoggingDestination
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float32, Float64, Int64, Json, Map, String, Struct
 
-# The project; its name must match `project:` in feature_store.yaml.
+# Define a project for the feature repo
 project = Project(name="default_feature_store", description="A project for driver statistics")
 
-# The entity: the primary key that features are looked up by.
+# Define an entity for the driver. You can think of an entity as a primary key used to
+# fetch features.
 driver = Entity(name="driver", join_keys=["driver_id"])
 
-# Hourly driver statistics, written by generate_data.py.
+# Read data from parquet files. Parquet is convenient for local development mode. For
+# production, you can use your favorite DWH, such as BigQuery. See Feast documentation
+# for more info.
 driver_stats_source = FileSource(
     name="driver_hourly_stats_source",
     path="data/driver_stats.parquet",
@@ -39,10 +38,18 @@ driver_stats_source = FileSource(
     created_timestamp_column="created",
 )
 
+# Our parquet files contain sample data that includes a driver_id column, timestamps and
+# three feature column. Here we define a Feature View that will allow us to serve this
+# data to our model online.
 driver_stats_fv = FeatureView(
+    # The unique name of this feature view. Two feature views in a single
+    # project cannot have the same name
     name="driver_hourly_stats",
     entities=[driver],
     ttl=timedelta(days=1),
+    # The list of features defined below act as a schema to both define features
+    # for both materialization of features into a store, and are used as references
+    # during retrieval for building a training dataset or serving features
     schema=[
         Field(name="conv_rate", dtype=Float32),
         Field(name="acc_rate", dtype=Float32),
@@ -52,7 +59,9 @@ driver_stats_fv = FeatureView(
             dtype=Map,
             description="Driver metadata as key-value pairs",
         ),
-        Field(name="driver_config", dtype=Json, description="Driver configuration as JSON"),
+        Field(
+            name="driver_config", dtype=Json, description="Driver configuration as JSON"
+        ),
         Field(
             name="driver_profile",
             dtype=Struct({"name": String, "age": String}),
@@ -61,12 +70,15 @@ driver_stats_fv = FeatureView(
     ],
     online=True,
     source=driver_stats_source,
+    # Tags are user defined key/value pairs that are attached to each
+    # feature view
     tags={"team": "driver_performance"},
     enable_validation=True,
     version="latest",
 )
 
-# Values only known at request time, e.g. sent with the HTTP request.
+# Define a request data source which encodes features / information only
+# available at request time (e.g. part of the user initiated HTTP request)
 input_request = RequestSource(
     name="vals_to_add",
     schema=[
@@ -76,6 +88,8 @@ input_request = RequestSource(
 )
 
 
+# Define an on demand feature view which can generate new features based on
+# existing feature views and RequestSource features
 @on_demand_feature_view(
     sources=[driver_stats_fv, input_request],
     schema=[
@@ -90,26 +104,30 @@ def transformed_conv_rate(inputs: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-# Feature services group the features one model version uses.
+# This groups features into a model version
 driver_activity_v1 = FeatureService(
     name="driver_activity_v1",
     features=[
-        driver_stats_fv[["conv_rate"]],
-        transformed_conv_rate,
+        driver_stats_fv[["conv_rate"]],  # Sub-selects a feature from a feature view
+        transformed_conv_rate,  # Selects all features from the feature view
     ],
-    logging_config=LoggingConfig(destination=FileLoggingDestination(path="data")),
+    logging_config=LoggingConfig(
+        destination=FileLoggingDestination(path="data")
+    ),
 )
 driver_activity_v2 = FeatureService(
     name="driver_activity_v2", features=[driver_stats_fv, transformed_conv_rate]
 )
 
-# A push source lets fresh rows be written straight to the online (and offline) store.
+# Defines a way to push data (to be available offline, online or both) into Feast.
 driver_stats_push_source = PushSource(
     name="driver_stats_push_source",
     batch_source=driver_stats_source,
 )
 
-# The same statistics, fed by the push source.
+# Defines a slightly modified version of the feature view from above, where the source
+# has been changed to the push source. This allows fresh features to be directly pushed
+# to the online store for this feature view.
 driver_stats_fresh_fv = FeatureView(
     name="driver_hourly_stats_fresh",
     entities=[driver],
@@ -123,14 +141,16 @@ driver_stats_fresh_fv = FeatureView(
         Field(name="driver_profile", dtype=Struct({"name": String, "age": String})),
     ],
     online=True,
-    source=driver_stats_push_source,
+    source=driver_stats_push_source,  # Changed from above
     tags={"team": "driver_performance"},
     version="latest",
 )
 
 
+# Define an on demand feature view which can generate new features based on
+# existing feature views and RequestSource features
 @on_demand_feature_view(
-    sources=[driver_stats_fresh_fv, input_request],
+    sources=[driver_stats_fresh_fv, input_request],  # relies on fresh version of FV
     schema=[
         Field(name="conv_rate_plus_val1", dtype=Float64),
         Field(name="conv_rate_plus_val2", dtype=Float64),
@@ -148,7 +168,10 @@ driver_activity_v3 = FeatureService(
     features=[driver_stats_fresh_fv, transformed_conv_rate_fresh],
 )
 
-# Human labels, kept apart from the immutable feature rows.
+# --- Label Views ---
+# Label views manage mutable human labels for training data, RLHF, and evaluation.
+# They use PushSources so labels can be submitted from the UI or external tools.
+
 driver_quality_labels_source = PushSource(
     name="driver_quality_labels_push",
     batch_source=FileSource(

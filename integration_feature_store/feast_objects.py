@@ -1,19 +1,15 @@
 """The Feast objects, as Hamilton functions in the same DAG as the transforms that feed them.
 
-The source depends on the saved feature table, so the lineage runs unbroken from a raw trip
-column through the transforms to the feature view, the on-demand view and the feature service.
-Field descriptions are the transforms' docstrings.
+The source reads the table the DAG saved (its path is what the saver returned), so the lineage
+runs unbroken from a raw trip column through the transforms to the feature view, the on-demand
+view and the feature service.
 """
 
-import ast
-import inspect
-import textwrap
 from datetime import timedelta
 
 import pandas as pd
 
 import trip_features
-from trip_features import day_of_week, hour_of_day, is_weekend
 from feast import (
     Entity,
     FeatureService,
@@ -26,33 +22,15 @@ from feast import (
     RequestSource,
     ValueType,
 )
-from feast.types import Bool, Float64, Int64, UnixTimestamp
-
-# The feature view's fields: the transform that computes each, and its Feast type.
-DRIVER_TRIP_FIELDS = [
-    (trip_features.day_of_week, Int64),
-    (trip_features.is_weekend, Bool),
-    (trip_features.month, Int64),
-    (trip_features.hour_of_day, Int64),
-    (trip_features.trip_dist_pct_rank_3h_all_drivers, Float64),
-    (trip_features.driver_trip_dist_mean_3h, Float64),
-    (trip_features.driver_trip_dist_max_3h, Float64),
-    (trip_features.driver_trip_dist_min_3h, Float64),
-    (trip_features.driver_trips_3h, Int64),
-    (trip_features.driver_trip_dist_mean_24h, Float64),
-    (trip_features.driver_trips_24h, Int64),
-]
-
-
-def _field(transform, dtype) -> Field:
-    """A Feast field named after its transform and described by the transform's docstring."""
-    description = inspect.getdoc(transform).splitlines()[0]
-    return Field(name=transform.__name__, dtype=dtype, description=description)
+from feast.types import Float64, UnixTimestamp
+from hamilton_feast import feature_fields, udf_fields, udf_source
+from trip_features import day_of_week, hour_of_day, is_weekend
 
 
 def _trip_request_features(inputs: pd.DataFrame) -> pd.DataFrame:
     """The on-demand transformation: calendar features of the request time and the requested
-    distance against the driver's recent trips, by the same functions as the stored features."""
+    distance against the driver's recent trips, by the same functions as the stored features.
+    The columns it returns are the on-demand view's fields."""
     requested_at = inputs["requested_at"]
     if pd.api.types.is_numeric_dtype(requested_at):  # JSON clients send epoch seconds
         requested_at = pd.to_datetime(requested_at, unit="s", utc=True)
@@ -71,23 +49,6 @@ def _trip_request_features(inputs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _source_with(udf, *transforms) -> str:
-    """The source text Feast stores for `udf`: the transforms it calls (without their Hamilton
-    decorators), then the UDF itself.
-
-    Feast rebuilds a UDF by executing its stored source with little more than pandas and numpy
-    in scope, so the transforms travel with it: the feature server runs the same code as the
-    offline pipeline without needing this folder on its import path.
-    """
-    parts = []
-    for transform in transforms:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(transform)))
-        tree.body[0].decorator_list = []
-        parts.append(ast.unparse(tree))
-    parts.append(inspect.getsource(udf))
-    return "\n\n\n".join(parts)
-
-
 def project(project_name: str) -> Project:
     """The Feast project; its name comes from feature_store.yaml."""
     return Project(name=project_name, description="Trip features computed with Hamilton")
@@ -96,7 +57,7 @@ def project(project_name: str) -> Project:
 def driver() -> Entity:
     """The driver entity, looked up by driver_id."""
     # With its type declared, Feast need not read the feature table to infer it, so plans and
-    # `changes.py` work from the code alone.
+    # `hamilton-feast changes` work from the code alone.
     return Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
 
 
@@ -127,7 +88,8 @@ def driver_trip_stats(
         name="driver_trip_stats",
         entities=[driver],
         ttl=driver_trip_stats_ttl,
-        schema=[_field(transform, dtype) for transform, dtype in DRIVER_TRIP_FIELDS],
+        # The transforms tagged @tag(feast_view="driver_trip_stats"), described by their docstrings.
+        schema=feature_fields("driver_trip_stats", trip_features),
         online=True,
         source=driver_trip_features_push_source,
         tags={"team": "driver_performance", "computed_by": "hamilton"},
@@ -152,14 +114,9 @@ def trip_request_features(
     return OnDemandFeatureView(
         name="trip_request_features",
         sources=[driver_trip_stats, trip_request],
-        # No field descriptions here: feast 0.67 checks these fields against ones inferred by
-        # running the UDF, with descriptions compared too, so any description fails apply.
-        schema=[
-            Field(name="request_day_of_week", dtype=Int64),
-            Field(name="request_is_weekend", dtype=Bool),
-            Field(name="request_hour_of_day", dtype=Int64),
-            Field(name="requested_dist_vs_driver_mean_3h", dtype=Float64),
-        ],
+        # The columns the UDF returns, typed by running it on sample inputs. (No descriptions:
+        # feast 0.67 compares declared fields, descriptions included, with the inferred ones.)
+        schema=udf_fields(_trip_request_features, [driver_trip_stats, trip_request]),
         description=(
             "Day of week, weekend flag and hour (UTC) of the requested trip, computed by the same "
             "functions as the stored trip features; and the requested distance over the driver's "
@@ -167,7 +124,7 @@ def trip_request_features(
         ),
         mode="pandas",
         udf=_trip_request_features,
-        udf_string=_source_with(_trip_request_features, day_of_week, is_weekend, hour_of_day),
+        udf_string=udf_source(_trip_request_features, day_of_week, is_weekend, hour_of_day),
     )
 
 

@@ -1,10 +1,10 @@
-"""What `feast apply` scans in this folder: the Feast objects the Hamilton DAG returns.
+"""What `feast apply` reads in this folder: the Feast objects of the Hamilton DAG, by node name.
 
-`feast apply` registers the objects for the feature table `python apply.py` saved last; it does
-not recompute features (an apply or plan should not rewrite data). Run `python apply.py` to
-recompute, validate, save and register in one go.
+Feast's CLI collects the Feast objects it finds as module attributes, so they are exposed here,
+for the feature table `python apply.py` saved last: an apply or a plan should not rewrite data.
+Run `python apply.py` to compute, validate, save and register in one go.
 """
 
-import dataflow
+from hamilton_feast import Repo
 
-globals().update(dataflow.feast_objects_by_name(recompute_features=False))
+globals().update(Repo(__file__).feast_objects())

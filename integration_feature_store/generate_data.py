@@ -15,11 +15,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 REPO_DIR = Path(__file__).resolve().parent
-# Relative to this folder; dataflow.py reads the same setting from here.
-RAW_TRIPS_PATH = "data/raw_trips.parquet"
 FIRST_DRIVER_ID = 1001
+
+
+def raw_trips_path() -> Path:
+    """Where the DAG reads the raw trips: its input raw_trips_path in settings.yaml."""
+    settings = yaml.safe_load((REPO_DIR / "settings.yaml").read_text())
+    return REPO_DIR / settings["inputs"]["raw_trips_path"]
 
 
 def utc_hour(moment: str | pd.Timestamp | None = None) -> pd.Timestamp:
@@ -79,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     end = utc_hour(args.end)
     table = raw_trips(end, args.days, args.trips, args.drivers, args.seed)
-    path = REPO_DIR / RAW_TRIPS_PATH
+    path = raw_trips_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
     print(f"wrote {table.num_rows} trips to {path} (end {end.isoformat()})")

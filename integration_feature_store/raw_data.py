@@ -1,5 +1,7 @@
 """Loading the raw trip events: checked against the schema the transforms rely on."""
 
+from pathlib import Path
+
 import pandas as pd
 from hamilton.function_modifiers import dataloader, extract_columns
 from hamilton.io.utils import get_file_and_dataframe_metadata
@@ -34,7 +36,7 @@ def _schema_problems(trips: pd.DataFrame) -> list[str]:
 
 
 @dataloader()
-def raw_trips(raw_trips_path: str) -> tuple[pd.DataFrame, dict]:
+def raw_trips(raw_trips_path: Path) -> tuple[pd.DataFrame, dict]:
     """Raw trip events as the trip system wrote them.
 
     A data loader: with the data it returns where the data came from and its schema, which
@@ -64,7 +66,7 @@ def raw_trips(raw_trips_path: str) -> tuple[pd.DataFrame, dict]:
             )
     if problems:
         raise ValueError(f"raw trips in {raw_trips_path}: " + "; ".join(problems))
-    return trips, get_file_and_dataframe_metadata(raw_trips_path, trips)
+    return trips, get_file_and_dataframe_metadata(str(raw_trips_path), trips)
 
 
 @extract_columns(*RAW_TRIP_SCHEMA)

@@ -1,14 +1,16 @@
 """Trip features: calendar features of each trip and trailing-window statistics of trip distance.
 
 Every function takes and returns columns aligned on the trips' shared index (event-time
-order). Each docstring's first line is the feature's description in Feast. Windows are
-time-based and trailing: "3h" at time t covers (t - 3h, t], the trip itself included.
-Calendar features are in UTC.
+order). A stored feature is declared once, by its function: `@tag(feast_view=...)` puts it in
+that Feast view, its docstring's first line is its description and its @check_output data_type
+its Feast type; the view's schema and the saved table follow from them. Windows are time-based
+and trailing: "3h" at time t covers (t - 3h, t], the trip itself included. Calendar features
+are in UTC.
 """
 
 import numpy as np
 import pandas as pd
-from hamilton.function_modifiers import check_output
+from hamilton.function_modifiers import check_output, tag
 
 
 def _sliding_extreme(values: np.ndarray, start: np.ndarray, reduce) -> np.ndarray:
@@ -70,30 +72,35 @@ def _rolling_by_driver(
     return stats.reindex(trip_dist.index)
 
 
+@tag(feast_view="driver_trip_stats")
 @check_output(data_type=np.int64, range=(0, 6), importance="fail")
 def day_of_week(event_timestamp: pd.Series) -> pd.Series:
     """Day of the week of the trip, UTC (Monday=0, Sunday=6)."""
     return event_timestamp.dt.dayofweek.astype("int64")
 
 
+@tag(feast_view="driver_trip_stats")
 @check_output(data_type=np.bool_, importance="fail")
 def is_weekend(day_of_week: pd.Series) -> pd.Series:
     """Whether the trip was on a Saturday or Sunday, UTC."""
     return day_of_week >= 5
 
 
+@tag(feast_view="driver_trip_stats")
 @check_output(data_type=np.int64, range=(1, 12), importance="fail")
 def month(event_timestamp: pd.Series) -> pd.Series:
     """Month of the trip, UTC (January=1)."""
     return event_timestamp.dt.month.astype("int64")
 
 
+@tag(feast_view="driver_trip_stats")
 @check_output(data_type=np.int64, range=(0, 23), importance="fail")
 def hour_of_day(event_timestamp: pd.Series) -> pd.Series:
     """Hour of the day the trip started, UTC (0-23)."""
     return event_timestamp.dt.hour.astype("int64")
 
 
+@tag(feast_view="driver_trip_stats")
 @check_output(data_type=np.float64, range=(0.0, 1.0), allow_nans=False, importance="fail")
 def trip_dist_pct_rank_3h_all_drivers(trip_dist: pd.Series, event_timestamp: pd.Series) -> pd.Series:
     """Percentile rank (0-1] of the trip's distance among all drivers' trips in the trailing 3 hours."""
@@ -116,36 +123,42 @@ def driver_trip_dist_24h(
     return _rolling_by_driver(trip_dist, driver_id, event_timestamp, "24h", extremes=False)
 
 
+@tag(feast_view="driver_trip_stats")
 @check_output(data_type=np.float64, range=(0.0, 10_000.0), allow_nans=False, importance="fail")
 def driver_trip_dist_mean_3h(driver_trip_dist_3h: pd.DataFrame) -> pd.Series:
     """Mean distance of the driver's trips in the trailing 3 hours."""
     return driver_trip_dist_3h["mean"]
 
 
+@tag(feast_view="driver_trip_stats")
 @check_output(data_type=np.float64, range=(0.0, 10_000.0), allow_nans=False, importance="fail")
 def driver_trip_dist_max_3h(driver_trip_dist_3h: pd.DataFrame) -> pd.Series:
     """Longest of the driver's trips in the trailing 3 hours."""
     return driver_trip_dist_3h["max"]
 
 
+@tag(feast_view="driver_trip_stats")
 @check_output(data_type=np.float64, range=(0.0, 10_000.0), allow_nans=False, importance="fail")
 def driver_trip_dist_min_3h(driver_trip_dist_3h: pd.DataFrame) -> pd.Series:
     """Shortest of the driver's trips in the trailing 3 hours."""
     return driver_trip_dist_3h["min"]
 
 
+@tag(feast_view="driver_trip_stats")
 @check_output(data_type=np.int64, range=(1, 10_000), importance="fail")
 def driver_trips_3h(driver_trip_dist_3h: pd.DataFrame) -> pd.Series:
     """Number of trips the driver made in the trailing 3 hours."""
     return driver_trip_dist_3h["count"].astype("int64")
 
 
+@tag(feast_view="driver_trip_stats")
 @check_output(data_type=np.float64, range=(0.0, 10_000.0), allow_nans=False, importance="fail")
 def driver_trip_dist_mean_24h(driver_trip_dist_24h: pd.DataFrame) -> pd.Series:
     """Mean distance of the driver's trips in the trailing 24 hours."""
     return driver_trip_dist_24h["mean"]
 
 
+@tag(feast_view="driver_trip_stats")
 @check_output(data_type=np.int64, range=(1, 100_000), importance="fail")
 def driver_trips_24h(driver_trip_dist_24h: pd.DataFrame) -> pd.Series:
     """Number of trips the driver made in the trailing 24 hours."""

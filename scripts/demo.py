@@ -7,6 +7,7 @@ the way its README says (`feast apply`, or its apply script); the rest happens i
 process, since every `feast` command would pay for importing Feast again.
 """
 
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from nbclient import NotebookClient
 
 from feast import FeatureStore
 from feast.data_source import PushMode
+from hamilton_feast.notices import ON_DEMAND_NOTICE, known_notices_hidden
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,8 +35,16 @@ def step(message: str) -> None:
 
 
 def run_in(repo_dir: Path, command: list[str]) -> None:
-    print(f"$ (cd {repo_dir.name} && {' '.join(Path(c).name if c == sys.executable else c for c in command)})")
-    subprocess.run(command, cwd=repo_dir, check=True)
+    """Run a command in a repo folder as a user would type it; `feast` and `hamilton-feast`
+    are those of this environment."""
+    shown = " ".join("python" if c == sys.executable else c for c in command)
+    print(f"$ (cd {repo_dir.name} && {shown})", flush=True)
+    env = dict(os.environ)
+    if command[0] in ("feast", "hamilton-feast"):
+        command = [str(Path(sys.executable).parent / command[0]), *command[1:]]
+        # Feast's CLI prints its notice about on-demand views on every apply; only that one is hidden.
+        env["PYTHONWARNINGS"] = f"ignore:{ON_DEMAND_NOTICE}:RuntimeWarning"
+    subprocess.run(command, cwd=repo_dir, check=True, env=env)
 
 
 def training_set(store: FeatureStore, now: pd.Timestamp) -> pd.DataFrame:
@@ -120,9 +130,9 @@ def walk_through_integration() -> None:
     print(f"OpenLineage events of the run and the registration: {events.relative_to(ROOT)}")
 
     step("integration_feature_store: what raw trip_dist and the label rider_rating feed")
-    run_in(repo_dir, [sys.executable, "changes.py", "--lineage", "trip_dist", "rider_rating"])
+    run_in(repo_dir, ["hamilton-feast", "lineage", "trip_dist", "rider_rating"])
     step("integration_feature_store: has the code changed since it was registered? (CI check)")
-    run_in(repo_dir, [sys.executable, "changes.py", "--check"])
+    run_in(repo_dir, ["hamilton-feast", "changes", "--check"])
 
     store = FeatureStore(repo_path=str(repo_dir))
     service = store.get_feature_service("trip_rating_model_v1")
@@ -154,9 +164,10 @@ def walk_through_integration() -> None:
 
 def main() -> None:
     started = time.perf_counter()
-    for repo_name in REGISTER_COMMANDS:
-        walk_through(repo_name)
-    walk_through_integration()
+    with known_notices_hidden():  # Feast's and ibis' notices about themselves, on every retrieval
+        for repo_name in REGISTER_COMMANDS:
+            walk_through(repo_name)
+        walk_through_integration()
     print(f"\nDemo finished in {time.perf_counter() - started:.1f} s.")
 
 

@@ -1,4 +1,5 @@
-# Sourced by demo.sh and test.sh: make .venv and install the project into it with the given extras.
+# Sourced by demo.sh and test.sh: make .venv and install the project into it with the given extras,
+# editable, so that the hamilton_feast package runs from this tree.
 #     source scripts/setup-env.sh notebook,redis
 # Installs again only when pyproject.toml, constraints.txt or the extras change.
 extras="$1"
@@ -10,7 +11,7 @@ stamp="$venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -
 if [ ! -f "$stamp" ]; then
     echo "Installing the project with extras [$extras] into $venv ..."
     "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet ".[$extras]" -c constraints.txt
+    "$venv/bin/python" -m pip install --quiet -e ".[$extras]" -c constraints.txt
     rm -f "$venv"/.installed-*
     touch "$stamp"
 fi

@@ -1,10 +1,6 @@
-"""The Feast objects of the default repo, one Hamilton function each.
+# This is an example feature definition file, with each Feast object returned by a Hamilton
+# function: named for the object, it takes the objects and settings it depends on as arguments
 
-A function is named for the object it returns (and the object keeps the default repo's name);
-its arguments are the objects and settings it depends on, so the DAG is Feast's object graph.
-"""
-
-import inspect
 from datetime import timedelta
 
 import pandas as pd
@@ -24,51 +20,25 @@ from feast import (
 )
 from feast.feature_logging import LoggingConfig
 from feast.infra.offline_stores.file_source import FileLoggingDestination
+from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float32, Float64, Int64, Json, Map, String, Struct
 
-DRIVER_STATS_SCHEMA = [
-    Field(name="conv_rate", dtype=Float32),
-    Field(name="acc_rate", dtype=Float32),
-    Field(name="avg_daily_trips", dtype=Int64, description="Average daily trips"),
-    Field(name="driver_metadata", dtype=Map, description="Driver metadata as key-value pairs"),
-    Field(name="driver_config", dtype=Json, description="Driver configuration as JSON"),
-    Field(
-        name="driver_profile",
-        dtype=Struct({"name": String, "age": String}),
-        description="Driver profile as a typed struct",
-    ),
-]
 
-CONV_RATE_PLUS_VALS_SCHEMA = [
-    Field(name="conv_rate_plus_val1", dtype=Float64),
-    Field(name="conv_rate_plus_val2", dtype=Float64),
-]
-
-
-def _conv_rate_plus_vals(inputs: pd.DataFrame) -> pd.DataFrame:
-    """The on-demand transformation: conv_rate plus each request value.
-
-    Private (leading underscore), so Hamilton does not make it a node. Feast stores its
-    source text in the registry and rebuilds the function from that when serving.
-    """
-    df = pd.DataFrame()
-    df["conv_rate_plus_val1"] = inputs["conv_rate"] + inputs["val_to_add"]
-    df["conv_rate_plus_val2"] = inputs["conv_rate"] + inputs["val_to_add_2"]
-    return df
-
-
+# Define a project for the feature repo
 def project(project_name: str) -> Project:
-    """The Feast project; its name comes from feature_store.yaml."""
     return Project(name=project_name, description="A project for driver statistics")
 
 
+# Define an entity for the driver. You can think of an entity as a primary key used to
+# fetch features.
 def driver() -> Entity:
-    """The driver entity, looked up by driver_id."""
     return Entity(name="driver", join_keys=["driver_id"])
 
 
+# Read data from parquet files. Parquet is convenient for local development mode. For
+# production, you can use your favorite DWH, such as BigQuery. See Feast documentation
+# for more info.
 def driver_hourly_stats_source(driver_stats_path: str) -> FileSource:
-    """Hourly driver statistics in a parquet file."""
     return FileSource(
         name="driver_hourly_stats_source",
         path=driver_stats_path,
@@ -77,25 +47,52 @@ def driver_hourly_stats_source(driver_stats_path: str) -> FileSource:
     )
 
 
+# Our parquet files contain sample data that includes a driver_id column, timestamps and
+# three feature column. Here we define a Feature View that will allow us to serve this
+# data to our model online.
 def driver_hourly_stats(
     driver: Entity, driver_hourly_stats_source: FileSource, driver_stats_ttl: timedelta
 ) -> FeatureView:
-    """Driver statistics served online, read from the batch source."""
     return FeatureView(
+        # The unique name of this feature view. Two feature views in a single
+        # project cannot have the same name
         name="driver_hourly_stats",
         entities=[driver],
         ttl=driver_stats_ttl,
-        schema=list(DRIVER_STATS_SCHEMA),
+        # The list of features defined below act as a schema to both define features
+        # for both materialization of features into a store, and are used as references
+        # during retrieval for building a training dataset or serving features
+        schema=[
+            Field(name="conv_rate", dtype=Float32),
+            Field(name="acc_rate", dtype=Float32),
+            Field(name="avg_daily_trips", dtype=Int64, description="Average daily trips"),
+            Field(
+                name="driver_metadata",
+                dtype=Map,
+                description="Driver metadata as key-value pairs",
+            ),
+            Field(
+                name="driver_config", dtype=Json, description="Driver configuration as JSON"
+            ),
+            Field(
+                name="driver_profile",
+                dtype=Struct({"name": String, "age": String}),
+                description="Driver profile as a typed struct",
+            ),
+        ],
         online=True,
         source=driver_hourly_stats_source,
+        # Tags are user defined key/value pairs that are attached to each
+        # feature view
         tags={"team": "driver_performance"},
         enable_validation=True,
         version="latest",
     )
 
 
+# Define a request data source which encodes features / information only
+# available at request time (e.g. part of the user initiated HTTP request)
 def vals_to_add() -> RequestSource:
-    """Values only known at request time, sent with each online request."""
     return RequestSource(
         name="vals_to_add",
         schema=[
@@ -105,29 +102,39 @@ def vals_to_add() -> RequestSource:
     )
 
 
+# Define an on demand feature view which can generate new features based on
+# existing feature views and RequestSource features
 def transformed_conv_rate(
     driver_hourly_stats: FeatureView, vals_to_add: RequestSource
 ) -> OnDemandFeatureView:
-    """conv_rate plus the request values, computed at request time."""
-    return OnDemandFeatureView(
-        name="transformed_conv_rate",
+    @on_demand_feature_view(
         sources=[driver_hourly_stats, vals_to_add],
-        schema=list(CONV_RATE_PLUS_VALS_SCHEMA),
-        mode="pandas",
-        udf=_conv_rate_plus_vals,
-        udf_string=inspect.getsource(_conv_rate_plus_vals),
+        schema=[
+            Field(name="conv_rate_plus_val1", dtype=Float64),
+            Field(name="conv_rate_plus_val2", dtype=Float64),
+        ],
     )
+    def transformed_conv_rate(inputs: pd.DataFrame) -> pd.DataFrame:
+        df = pd.DataFrame()
+        df["conv_rate_plus_val1"] = inputs["conv_rate"] + inputs["val_to_add"]
+        df["conv_rate_plus_val2"] = inputs["conv_rate"] + inputs["val_to_add_2"]
+        return df
+
+    return transformed_conv_rate
 
 
+# This groups features into a model version
 def driver_activity_v1(
     driver_hourly_stats: FeatureView,
     transformed_conv_rate: OnDemandFeatureView,
     feature_logging_path: str,
 ) -> FeatureService:
-    """Model v1: conv_rate and the on-demand features, with served features logged."""
     return FeatureService(
         name="driver_activity_v1",
-        features=[driver_hourly_stats[["conv_rate"]], transformed_conv_rate],
+        features=[
+            driver_hourly_stats[["conv_rate"]],  # Sub-selects a feature from a feature view
+            transformed_conv_rate,  # Selects all features from the feature view
+        ],
         logging_config=LoggingConfig(
             destination=FileLoggingDestination(path=feature_logging_path)
         ),
@@ -137,73 +144,91 @@ def driver_activity_v1(
 def driver_activity_v2(
     driver_hourly_stats: FeatureView, transformed_conv_rate: OnDemandFeatureView
 ) -> FeatureService:
-    """Model v2: all driver statistics and the on-demand features."""
     return FeatureService(
         name="driver_activity_v2", features=[driver_hourly_stats, transformed_conv_rate]
     )
 
 
+# Defines a way to push data (to be available offline, online or both) into Feast.
 def driver_stats_push_source(driver_hourly_stats_source: FileSource) -> PushSource:
-    """Pushes fresh driver statistics to the stores; the batch source keeps the history."""
-    return PushSource(name="driver_stats_push_source", batch_source=driver_hourly_stats_source)
+    return PushSource(
+        name="driver_stats_push_source",
+        batch_source=driver_hourly_stats_source,
+    )
 
 
+# Defines a slightly modified version of the feature view from above, where the source
+# has been changed to the push source. This allows fresh features to be directly pushed
+# to the online store for this feature view.
 def driver_hourly_stats_fresh(
     driver: Entity, driver_stats_push_source: PushSource, driver_stats_ttl: timedelta
 ) -> FeatureView:
-    """The driver statistics again, fed by the push source."""
     return FeatureView(
         name="driver_hourly_stats_fresh",
         entities=[driver],
         ttl=driver_stats_ttl,
-        schema=[Field(name=field.name, dtype=field.dtype) for field in DRIVER_STATS_SCHEMA],
+        schema=[
+            Field(name="conv_rate", dtype=Float32),
+            Field(name="acc_rate", dtype=Float32),
+            Field(name="avg_daily_trips", dtype=Int64),
+            Field(name="driver_metadata", dtype=Map),
+            Field(name="driver_config", dtype=Json),
+            Field(name="driver_profile", dtype=Struct({"name": String, "age": String})),
+        ],
         online=True,
-        source=driver_stats_push_source,
+        source=driver_stats_push_source,  # Changed from above
         tags={"team": "driver_performance"},
         version="latest",
     )
 
 
+# Define an on demand feature view which can generate new features based on
+# existing feature views and RequestSource features
 def transformed_conv_rate_fresh(
     driver_hourly_stats_fresh: FeatureView, vals_to_add: RequestSource
 ) -> OnDemandFeatureView:
-    """conv_rate plus the request values, from the freshest pushed statistics."""
-    return OnDemandFeatureView(
-        name="transformed_conv_rate_fresh",
-        sources=[driver_hourly_stats_fresh, vals_to_add],
-        schema=list(CONV_RATE_PLUS_VALS_SCHEMA),
-        mode="pandas",
-        udf=_conv_rate_plus_vals,
-        udf_string=inspect.getsource(_conv_rate_plus_vals),
+    @on_demand_feature_view(
+        sources=[driver_hourly_stats_fresh, vals_to_add],  # relies on fresh version of FV
+        schema=[
+            Field(name="conv_rate_plus_val1", dtype=Float64),
+            Field(name="conv_rate_plus_val2", dtype=Float64),
+        ],
     )
+    def transformed_conv_rate_fresh(inputs: pd.DataFrame) -> pd.DataFrame:
+        df = pd.DataFrame()
+        df["conv_rate_plus_val1"] = inputs["conv_rate"] + inputs["val_to_add"]
+        df["conv_rate_plus_val2"] = inputs["conv_rate"] + inputs["val_to_add_2"]
+        return df
+
+    return transformed_conv_rate_fresh
 
 
 def driver_activity_v3(
     driver_hourly_stats_fresh: FeatureView, transformed_conv_rate_fresh: OnDemandFeatureView
 ) -> FeatureService:
-    """Model v3: the fresh statistics and their on-demand features."""
     return FeatureService(
         name="driver_activity_v3",
         features=[driver_hourly_stats_fresh, transformed_conv_rate_fresh],
     )
 
 
-def driver_quality_labels_batch(driver_quality_labels_path: str) -> FileSource:
-    """Stored history of driver quality labels."""
-    return FileSource(
-        name="driver_quality_labels_batch",
-        path=driver_quality_labels_path,
-        timestamp_field="event_timestamp",
+# --- Label Views ---
+# Label views manage mutable human labels for training data, RLHF, and evaluation.
+# They use PushSources so labels can be submitted from the UI or external tools.
+
+
+def driver_quality_labels_push(driver_quality_labels_path: str) -> PushSource:
+    return PushSource(
+        name="driver_quality_labels_push",
+        batch_source=FileSource(
+            name="driver_quality_labels_batch",
+            path=driver_quality_labels_path,
+            timestamp_field="event_timestamp",
+        ),
     )
 
 
-def driver_quality_labels_push(driver_quality_labels_batch: FileSource) -> PushSource:
-    """Receives new labels from reviewers and labeling tools."""
-    return PushSource(name="driver_quality_labels_push", batch_source=driver_quality_labels_batch)
-
-
 def driver_quality_labels(driver: Entity, driver_quality_labels_push: PushSource) -> LabelView:
-    """Human quality labels for drivers, for training and evaluation."""
     return LabelView(
         name="driver_quality_labels",
         entities=[driver],

@@ -1,10 +1,9 @@
-"""What `feast apply` scans in this folder: the Feast objects the Hamilton DAG returns.
+"""What `feast apply` reads in this folder: the Feast objects of the Hamilton DAG, by node name.
 
-Feast's CLI collects every Feast object it finds as a module attribute, so the objects are
-exposed here under their node names. `python apply.py` registers the same objects without
-going through this file.
+Feast's CLI collects the Feast objects it finds as module attributes, so they are exposed here;
+`python apply.py` registers the same objects without going through this file.
 """
 
-import dataflow
+from hamilton_feast import Repo
 
-globals().update(dataflow.feast_objects_by_name())
+globals().update(Repo(__file__).feast_objects())

@@ -14,11 +14,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 REPO_DIR = Path(__file__).resolve().parent
-# Relative to this folder; the FileSources in this repo read the same paths.
-DRIVER_STATS_PATH = "data/driver_stats.parquet"
-DRIVER_QUALITY_LABELS_PATH = "data/driver_quality_labels.parquet"
+# Where the Feast template's sources read, relative to this folder (as `feast init` writes
+# them); a Hamilton repo's settings.yaml names its own.
+TEMPLATE_PATHS = {
+    "driver_stats_path": "data/driver_stats.parquet",
+    "driver_quality_labels_path": "data/driver_quality_labels.parquet",
+}
 
 DRIVER_IDS = np.arange(1001, 1006, dtype="int64")
 VEHICLE_TYPES = np.array(["sedan", "suv", "truck", "van"])
@@ -100,12 +104,23 @@ def driver_quality_labels(end: pd.Timestamp, days: int = 15, seed: int = 42) -> 
     )
 
 
+def output_paths() -> dict[str, str]:
+    """Where this repo's sources read the tables: the inputs in settings.yaml if the folder has
+    one, otherwise the template's paths."""
+    settings = REPO_DIR / "settings.yaml"
+    if not settings.is_file():
+        return TEMPLATE_PATHS
+    inputs = yaml.safe_load(settings.read_text())["inputs"]
+    return {name: inputs[name] for name in TEMPLATE_PATHS}
+
+
 def write_sample_data(end: pd.Timestamp, days: int = 15, seed: int = 42) -> list[Path]:
     """Write both tables below this folder and return their paths."""
+    paths = output_paths()
     written = []
     for relative_path, table in [
-        (DRIVER_STATS_PATH, driver_stats(end, days, seed)),
-        (DRIVER_QUALITY_LABELS_PATH, driver_quality_labels(end, days, seed)),
+        (paths["driver_stats_path"], driver_stats(end, days, seed)),
+        (paths["driver_quality_labels_path"], driver_quality_labels(end, days, seed)),
     ]:
         path = REPO_DIR / relative_path
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,16 +13,12 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from cross_repo import APPLY, INTEGRATION, ROOT
 
-from conftest import ROOT, copy_repo, generate_data, repo_modules, run
 from feast import FeatureStore
-from registry_protos import registry_objects
+from hamilton_feast import training_sets
+from hamilton_feast.testing import copy_repo, generate_data, registry_objects, run
 
-APPLY = {
-    "default_feature_store": ["feast", "apply"],
-    "simple_feature_store": [sys.executable, "apply.py"],
-    "integration_feature_store": [sys.executable, "apply.py"],
-}
 SERVICES = {
     "default_feature_store": ["driver_activity_v1", "driver_activity_v2", "driver_activity_v3"],
     "simple_feature_store": ["driver_activity_v1", "driver_activity_v2", "driver_activity_v3"],
@@ -33,7 +29,7 @@ SERVICES = {
 @pytest.fixture(scope="module", params=list(APPLY))
 def applied_repo(request, tmp_path_factory):
     name = request.param
-    repo_dir = copy_repo(name, tmp_path_factory.mktemp(name))
+    repo_dir = copy_repo(ROOT / name, tmp_path_factory.mktemp(name))
     generate_data(repo_dir)
     run(APPLY[name], cwd=repo_dir)
     return name, repo_dir
@@ -51,7 +47,7 @@ def test_teardown_then_apply_registers_the_same_objects(name, tmp_path):
     """Same registry. But feast 0.67 keeps its record of the online tables through teardown, so
     a plain re-apply does not recreate them and materialization fails; deleting the registry
     file after teardown (as the README says) brings them back."""
-    repo_dir = copy_repo(name, tmp_path)
+    repo_dir = copy_repo(ROOT / name, tmp_path)
     generate_data(repo_dir)
     run(APPLY[name], cwd=repo_dir)
     first = registry_objects(repo_dir)
@@ -116,18 +112,20 @@ def test_training_value_for_now_is_the_served_value(applied_repo):
 
 
 def test_the_integration_steps_run_twice_give_the_same_answers(tmp_path):
-    repo_dir = copy_repo("integration_feature_store", tmp_path)
+    """Same inputs, same answers: the data end is fixed once, so no clock tick between the runs
+    (an hour boundary) changes the data."""
+    repo_dir = copy_repo(ROOT / INTEGRATION, tmp_path)
+    end = pd.Timestamp.now(tz="UTC").floor("h").isoformat()
     answers = []
     for _ in range(2):
-        generate_data(repo_dir, "--trips", "3000", "--drivers", "10", "--days", "2")
+        generate_data(repo_dir, "--trips", "3000", "--drivers", "10", "--days", "2", "--end", end)
         run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)
         store = FeatureStore(repo_path=str(repo_dir))
         trips = pd.read_parquet(repo_dir / "data/raw_trips.parquet").sample(300, random_state=5)
         entity_df = trips[["driver_id", "event_timestamp", "trip_dist"]].rename(
             columns={"trip_dist": "requested_trip_dist"}).assign(requested_at=trips.event_timestamp)
-        with repo_modules(ROOT / "integration_feature_store") as import_module:
-            training = import_module("training_sets").get_training_set_from_feast(
-                store, entity_df, store.get_feature_service("trip_rating_model_v1"))
+        training = training_sets.get_training_set_from_feast(
+            store, entity_df, store.get_feature_service("trip_rating_model_v1"))
         online = store.get_online_features(
             features=store.get_feature_service("trip_rating_model_v1"),
             entity_rows=[{"driver_id": d, "requested_at": pd.Timestamp("2026-01-05", tz="UTC").to_pydatetime(),

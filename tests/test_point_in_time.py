@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from cross_repo import ROOT
 
-from conftest import ROOT, repo_modules
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
 from feast.repo_config import RegistryConfig
 from feast.types import Float64
+from hamilton_feast import training_sets
 
 TTLS = {"fv_30m": pd.Timedelta(minutes=30), "fv_2h": pd.Timedelta(hours=2), "fv_1d": pd.Timedelta(days=1)}
 START = pd.Timestamp("2026-02-01", tz="UTC")
@@ -129,18 +130,12 @@ FEATURES = [f"{name}:value_{name}" for name in TTLS]
 VALUE_COLUMNS = [f"value_{name}" for name in TTLS]
 
 
-@pytest.fixture(scope="module")
-def training_sets():
-    with repo_modules(ROOT / "integration_feature_store") as import_module:
-        yield import_module("training_sets")
-
-
 def test_our_repos_use_the_stores_tested_here():
     assert OFFLINE_STORES == {"default_feature_store": "file", "simple_feature_store": "file",
                               "integration_feature_store": "duckdb"}
 
 
-def test_duckdb_store_agrees_with_the_oracle_on_every_row(scenario, training_sets, tmp_path):
+def test_duckdb_store_agrees_with_the_oracle_on_every_row(scenario, tmp_path):
     """The integration repo's store: all 1,340 rows back, duplicates included, 100 % agreement."""
     features, entities, expected = scenario
     store = store_with("duckdb", features, tmp_path)
@@ -162,7 +157,7 @@ def latest_event_time_is_tied(features: pd.DataFrame, driver_id, stamp, ttl) -> 
     return (rows.event_timestamp == rows.event_timestamp.max()).sum() > 1
 
 
-def test_file_store_drops_rows_and_breaks_ties_and_the_helper_refuses_it(scenario, training_sets, tmp_path):
+def test_file_store_drops_rows_and_breaks_ties_and_the_helper_refuses_it(scenario, tmp_path):
     """The default and simple repos' store (the template's) deviates from the documented
     semantics in three ways, all pinned here: it drops duplicate entity rows, drops rows with a
     null feature (for entities that have feature rows), and on an event-time tie does not always
@@ -176,11 +171,14 @@ def test_file_store_drops_rows_and_breaks_ties_and_the_helper_refuses_it(scenari
     key = ["driver_id", "event_timestamp", "label"]
     merged = raw.merge(expected.drop_duplicates(key), on=key, suffixes=("", "_expected"), validate="1:1")
     assert len(merged) == len(raw) < len(entities)
+    wrong_rows = 0
     for name, ttl in TTLS.items():
         column = f"value_{name}"
         wrong = merged[~np.isclose(merged[column], merged[f"{column}_expected"], equal_nan=True)]
         assert all(latest_event_time_is_tied(features, d, t, ttl)
                    for d, t in zip(wrong.driver_id, wrong.event_timestamp)), column
+        wrong_rows += len(wrong)
+    assert wrong_rows > 0, "the file store no longer breaks created ties wrongly: update the README"
 
     dropped = expected.merge(raw[key], on=key, how="left", indicator=True)
     dropped = dropped[dropped["_merge"] == "left_only"]
@@ -202,14 +200,14 @@ def test_file_store_drops_rows_and_breaks_ties_and_the_helper_refuses_it(scenari
     ],
     ids=["no event_timestamp", "strings", "nanoseconds"],
 )
-def test_entity_df_errors_name_the_column(scenario, training_sets, tmp_path, change, error):
+def test_entity_df_errors_name_the_column(scenario, tmp_path, change, error):
     features, entities, _ = scenario
     store = store_with("duckdb", features, tmp_path)
     with pytest.raises(ValueError, match=error):
         training_sets.get_training_set_from_feast(store, change(entities.head(5)), FEATURES)
 
 
-def test_naive_entity_timestamps_are_read_as_utc(scenario, training_sets, tmp_path):
+def test_naive_entity_timestamps_are_read_as_utc(scenario, tmp_path):
     features, entities, expected = scenario
     store = store_with("duckdb", features, tmp_path)
     naive = entities.head(50).assign(event_timestamp=entities.event_timestamp.head(50).dt.tz_localize(None))
@@ -218,7 +216,7 @@ def test_naive_entity_timestamps_are_read_as_utc(scenario, training_sets, tmp_pa
 
 
 @pytest.mark.parametrize("offline_store", ["duckdb", "file"])
-def test_fast_path_agrees_with_the_oracle_on_every_row(scenario, training_sets, tmp_path, offline_store):
+def test_fast_path_agrees_with_the_oracle_on_every_row(scenario, tmp_path, offline_store):
     """get_training_set reads the sources itself, so it is right whichever store is configured."""
     features, entities, expected = scenario
     store = store_with(offline_store, features, tmp_path)

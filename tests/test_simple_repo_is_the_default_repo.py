@@ -1,60 +1,94 @@
-"""simple_feature_store registers exactly what default_feature_store registers, whichever way
-it is applied, and its apply script keeps Feast's apply semantics."""
+"""default_feature_store is what `feast init` generates with the pinned feast; simple_feature_store
+registers exactly the same objects, and its code differs from it by one idea: each object is
+returned by a Hamilton function whose arguments are the objects it depends on."""
 
-import inspect
-import sys
+import re
+import subprocess
+from pathlib import Path
 
+import feast
 import pandas as pd
 import pytest
+from cross_repo import APPLY, DEFAULT, ROOT, SIMPLE
 
-from conftest import ROOT, copy_repo, file_hashes, generate_data, repo_modules, run
 from feast import FeatureStore
-from registry_protos import registry_objects
+from hamilton_feast.testing import copy_repo, generate_data, registry_objects, run
 
-DEFAULT, SIMPLE = "default_feature_store", "simple_feature_store"
+TEMPLATE = Path(feast.__file__).parent / "templates" / "local" / "feature_repo"
+# What `feast init`'s bootstrap fills in, with this repo's name and its data where it puts it.
+PLACEHOLDERS = {
+    "%PROJECT_NAME%": DEFAULT,
+    "%PARQUET_PATH%": "data/driver_stats.parquet",
+    "%LOGGING_PATH%": "data",
+    "%LABEL_DATA_PATH%": "data/driver_quality_labels.parquet",
+}
+MAX_CHANGED_LINES = 120  # in `diff -w` of the two definition files
 
 
-def applied_copy(tmp_path_factory, name: str, apply_command: list[str]):
-    """A copy of repo `name` with fresh data, registered by `apply_command`."""
-    repo_dir = copy_repo(name, tmp_path_factory.mktemp(name))
+def applied_copy(tmp_path_factory, name: str):
+    """A copy of repo `name` with fresh data, registered its own way."""
+    repo_dir = copy_repo(ROOT / name, tmp_path_factory.mktemp(name))
     generate_data(repo_dir)
-    run(apply_command, cwd=repo_dir)
+    run(APPLY[name], cwd=repo_dir)
     return repo_dir
 
 
 @pytest.fixture(scope="module")
 def default_repo(tmp_path_factory):
-    return applied_copy(tmp_path_factory, DEFAULT, ["feast", "apply"])
+    return applied_copy(tmp_path_factory, DEFAULT)
 
 
 @pytest.fixture(scope="module")
-def simple_repo_applied_by_script(tmp_path_factory):
-    return applied_copy(tmp_path_factory, SIMPLE, [sys.executable, "apply.py"])
+def simple_repo(tmp_path_factory):
+    return applied_copy(tmp_path_factory, SIMPLE)
 
 
-@pytest.fixture(scope="module")
-def simple_repo_applied_by_cli(tmp_path_factory):
-    return applied_copy(tmp_path_factory, SIMPLE, ["feast", "apply"])
+def test_the_default_repo_is_the_feast_template():
+    template = (TEMPLATE / "feature_definitions.py").read_text()
+    for placeholder, value in PLACEHOLDERS.items():
+        template = template.replace(placeholder, value)
+    assert (ROOT / DEFAULT / "feature_definitions.py").read_text() == template
+    store_yaml = (TEMPLATE / "feature_store.yaml").read_text().replace("project: my_project", f"project: {DEFAULT}")
+    assert (ROOT / DEFAULT / "feature_store.yaml").read_text() == store_yaml
 
 
-def test_simple_repo_registers_the_same_objects_as_the_default_repo(
-    default_repo, simple_repo_applied_by_script
-):
-    """Compared: every field of every registered object. Ignored (see registry_protos): created
+def test_the_simple_repo_differs_from_the_default_repo_by_the_one_idea():
+    """`x = Foo(...)` becomes `def x(deps) -> Foo: return Foo(...)`, plus settings: a small diff
+    that keeps every teaching comment of the template."""
+    default = ROOT / DEFAULT / "feature_definitions.py"
+    simple = ROOT / SIMPLE / "feast_objects.py"
+    diff = subprocess.run(["diff", "-w", str(default), str(simple)], capture_output=True, text=True).stdout
+    changed = [line for line in diff.splitlines() if line[:2] in ("< ", "> ") or line in ("<", ">")]
+    assert len(changed) <= MAX_CHANGED_LINES, diff
+    comments = [line.strip() for line in default.read_text().splitlines() if line.strip().startswith("#")]
+    simple_lines = {line.strip() for line in simple.read_text().splitlines()}
+    kept = [c for c in comments[1:] if c in simple_lines]  # the first line says what the file is
+    assert kept == comments[1:]
+    assert len(comments) >= 31
+    # Every object the template assigns is a function of the simple repo.
+    assigned = re.findall(r"^(\w+) = (\w+)\(", default.read_text(), flags=re.MULTILINE)
+    returned = re.findall(r"^def (\w+)\(.*?\) -> (\w+):", simple.read_text(), flags=re.MULTILINE | re.DOTALL)
+    assert sorted(kind for _, kind in assigned) == sorted(kind for _, kind in returned if kind != "OnDemandFeatureView")
+
+
+def test_each_repo_ships_the_same_generator():
+    """Each repo folder must work on its own when copied, so each has the file; they must not drift."""
+    assert (ROOT / DEFAULT / "generate_data.py").read_text() == (ROOT / SIMPLE / "generate_data.py").read_text()
+
+
+def test_simple_repo_registers_the_same_objects_as_the_default_repo(default_repo, simple_repo):
+    """Compared: every field of every registered object. Ignored (see registry_objects): created
     and updated timestamps, project names, and the on-demand UDFs' source text, pickled bytes
-    and function names (the Hamilton repo shares one UDF between its two on-demand views);
-    the UDFs are compared by behaviour in the next test."""
+    and function names (the UDFs are compared by behaviour in the next test)."""
     default_objects = registry_objects(default_repo, ignore_udf_code=True)
-    simple_objects = registry_objects(simple_repo_applied_by_script, ignore_udf_code=True)
+    simple_objects = registry_objects(simple_repo, ignore_udf_code=True)
     assert sorted(simple_objects) == sorted(default_objects)
     for key, definition in default_objects.items():
         assert simple_objects[key] == definition, f"{key} differs"
     assert len(default_objects) == 16
 
 
-def test_on_demand_views_compute_the_same_values_in_both_repos(
-    default_repo, simple_repo_applied_by_script
-):
+def test_on_demand_views_compute_the_same_values_in_both_repos(default_repo, simple_repo):
     inputs = pd.DataFrame(
         {"conv_rate": [0.1, 0.5, 0.9], "val_to_add": [1, 2, 3], "val_to_add_2": [10, 20, 30]}
     )
@@ -63,87 +97,7 @@ def test_on_demand_views_compute_the_same_values_in_both_repos(
         outputs = [
             FeatureStore(repo_path=str(repo)).get_on_demand_feature_view(name)
             .feature_transformation.udf(inputs.copy())
-            for repo in (default_repo, simple_repo_applied_by_script)
+            for repo in (default_repo, simple_repo)
         ]
         pd.testing.assert_frame_equal(outputs[0], outputs[1])
         assert outputs[0]["conv_rate_plus_val2"].tolist() == pytest.approx([10.1, 20.5, 30.9])
-
-
-def test_feast_apply_and_the_apply_script_register_equal_registries(
-    simple_repo_applied_by_cli, simple_repo_applied_by_script
-):
-    """Nothing but timestamps is ignored here: the same code, registered two ways."""
-    by_cli = registry_objects(simple_repo_applied_by_cli)
-    by_script = registry_objects(simple_repo_applied_by_script)
-    assert by_cli == by_script
-
-
-def test_each_path_sees_no_changes_after_the_other(simple_repo_applied_by_cli):
-    after_cli = run([sys.executable, "apply.py", "--plan"], cwd=simple_repo_applied_by_cli).stdout
-    assert "No changes to registry" in after_cli
-
-
-def test_apply_script_deletes_objects_removed_from_the_code(tmp_path):
-    """As `feast apply` does: the registry follows the code, deletions included. The plan
-    announces the deletion and changes nothing; apply carries it out."""
-    repo_dir = copy_repo(SIMPLE, tmp_path)
-    generate_data(repo_dir)
-    run([sys.executable, "apply.py"], cwd=repo_dir)
-
-    feast_objects = repo_dir / "feast_objects.py"
-    source = feast_objects.read_text()
-    start = source.index("def driver_activity_v2(")
-    end = source.index("def driver_stats_push_source(")
-    feast_objects.write_text(source[:start] + source[end:])
-
-    plan = run([sys.executable, "apply.py", "--plan"], cwd=repo_dir).stdout
-    assert "Deleted feature service" in plan and "driver_activity_v2" in plan
-    services = lambda: {fs.name for fs in FeatureStore(repo_path=str(repo_dir)).list_feature_services()}
-    assert "driver_activity_v2" in services()
-
-    run([sys.executable, "apply.py"], cwd=repo_dir)
-    assert services() == {"driver_activity_v1", "driver_activity_v3"}
-
-
-def test_apply_script_refuses_a_project_that_is_not_the_one_in_feature_store_yaml(tmp_path):
-    repo_dir = copy_repo(SIMPLE, tmp_path)
-    dataflow = repo_dir / "dataflow.py"
-    dataflow.write_text(
-        dataflow.read_text().replace(
-            '"project_name": feature_store_yaml["project"]', '"project_name": "another_project"'
-        )
-    )
-    before = file_hashes(repo_dir)
-    result = run([sys.executable, "apply.py"], cwd=repo_dir, expect_success=False)
-    assert "error: nothing was registered" in result.stderr
-    assert "another_project" in result.stderr and "simple_feature_store" in result.stderr
-    assert not (repo_dir / "data" / "registry.db").exists()
-    assert file_hashes(repo_dir) == before
-
-
-def test_every_feast_object_keeps_its_node_name():
-    """Node names are the repo's public names: each node returns the object of that name
-    (the project is named by feature_store.yaml)."""
-    with repo_modules(ROOT / SIMPLE) as import_module:
-        objects = import_module("dataflow").feast_objects_by_name()
-    assert objects.pop("project").name == SIMPLE
-    assert {name: obj.name for name, obj in objects.items()} == {name: name for name in objects}
-
-
-def test_committed_dag_picture_is_current():
-    """dag.dot and dag.png are drawn from the code by `python dataflow.py`; redraw after a change."""
-    with repo_modules(ROOT / SIMPLE) as import_module:
-        drawn = import_module("dataflow").dag_picture().source
-    assert (ROOT / SIMPLE / "dag.dot").read_text() == drawn
-    assert (ROOT / SIMPLE / "dag.png").stat().st_size > 10_000
-
-
-def test_both_hamilton_repos_carry_the_same_registration_helpers():
-    """Each Hamilton repo has its own dataflow.py so that it works when copied alone; the parts
-    that are not about the repo's own DAG must stay the same in both."""
-    sources = []
-    for repo in (SIMPLE, "integration_feature_store"):
-        with repo_modules(ROOT / repo) as import_module:
-            dataflow = import_module("dataflow")
-            sources.append([inspect.getsource(f) for f in (dataflow.repo_contents, dataflow.draw)])
-    assert sources[0] == sources[1]

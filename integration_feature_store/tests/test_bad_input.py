@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from trip_repo import REPO
 
-from conftest import copy_repo, edit, generate_data, run
+from hamilton_feast.testing import copy_repo, edit, generate_data, run
 
 STATE_FILES = ["data/registry.db", "data/online_store.db", "data/driver_trip_features.parquet"]
 
@@ -21,7 +22,7 @@ def state_hashes(repo_dir) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def integration_repo(tmp_path_factory):
     """An integration repo copy, applied and materialized; with a pristine copy of its raw trips."""
-    repo_dir = copy_repo("integration_feature_store", tmp_path_factory.mktemp("bad_input"))
+    repo_dir = copy_repo(REPO, tmp_path_factory.mktemp("bad_input"))
     generate_data(repo_dir, "--trips", "2000", "--drivers", "10", "--days", "2")
     run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)
     shutil.copy(repo_dir / "data/raw_trips.parquet", repo_dir / "raw_trips.good")
@@ -98,14 +99,34 @@ DEFINITION_CASES = {
         "feast_objects.py",
         'name="trip_request_features",',
         'name="driver_trip_stats",',
-        "driver_trip_stats",
+        "nodes 'driver_trip_stats' and 'trip_request_features' both define a view or service "
+        "named 'driver_trip_stats'; expected each name once",
     ),
     "project mismatch": (
-        "dataflow.py",
-        '"project_name": feature_store_yaml["project"]',
-        '"project_name": "another_project"',
+        "feast_objects.py",
+        'Project(name=project_name,',
+        'Project(name="another_project",',
         "the DAG defines project(s) ['another_project'], but feature_store.yaml names project "
         "'integration_feature_store'",
+    ),
+    "unknown setting": (
+        "settings.yaml",
+        "saved_tables:",
+        "saved_table:",
+        "settings.yaml has unknown key(s) ['saved_table']; expected ['inputs', 'modules', "
+        "'saved_tables', 'tag_code_versions']",
+    ),
+    "misspelled input": (
+        "settings.yaml",
+        "driver_trip_stats_ttl: 1 day",
+        "driver_trip_stat_ttl: 1 day",
+        "settings.yaml input 'driver_trip_stat_ttl' is used by no function of the DAG; expected one of:",
+    ),
+    "bad duration": (
+        "settings.yaml",
+        "driver_trip_stats_ttl: 1 day",
+        "driver_trip_stats_ttl: 1 fortnight",
+        "settings.yaml input 'driver_trip_stats_ttl' is '1 fortnight'; expected a duration such as '1 day'",
     ),
 }
 
@@ -123,18 +144,6 @@ def test_broken_definitions_are_refused_and_change_nothing(integration_repo, cas
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert state_hashes(integration_repo) == before
-
-
-def test_duplicate_feature_view_names_are_refused_in_the_simple_repo(tmp_path):
-    repo_dir = copy_repo("simple_feature_store", tmp_path)
-    generate_data(repo_dir)
-    run([sys.executable, "apply.py"], repo_dir)
-    before = hashlib.sha256((repo_dir / "data/registry.db").read_bytes()).hexdigest()
-    edit(repo_dir / "feast_objects.py", 'name="driver_hourly_stats_fresh",', 'name="driver_hourly_stats",')
-    result = run([sys.executable, "apply.py"], repo_dir, expect_success=False)
-    assert "error: nothing was registered" in result.stderr
-    assert "Multiple FeatureViews with name 'driver_hourly_stats' found" in result.stderr
-    assert hashlib.sha256((repo_dir / "data/registry.db").read_bytes()).hexdigest() == before
 
 
 def test_the_good_data_still_applies_after_all_the_bad(integration_repo):

@@ -1,7 +1,5 @@
-"""Serving with the real things: a redis-server as the online store, and `feast serve` over HTTP.
-
-Both run on 127.0.0.1 on free ports, started and stopped by the tests.
-"""
+"""Serving integration_feature_store with the real things: a redis-server as the online store,
+and `feast serve` over HTTP. Both run on 127.0.0.1 on free ports, started by the tests."""
 
 import http.client
 import json
@@ -16,67 +14,43 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
+from trip_repo import FEATURE_TABLE, REPO, applied_copy, feature_table
 
-from conftest import copy_repo, free_port, generate_data, run, wait_until
 from feast import FeatureStore
 from feast.data_source import PushMode
+from hamilton_feast.testing import copy_repo, free_port, generate_data, run, wait_until
 
 REDIS_YAML = "feature_store.redis.yaml"
-APPLY_WITH_REDIS = {
-    "default_feature_store": ["feast", "--feature-store-yaml", REDIS_YAML, "apply"],
-    "simple_feature_store": [sys.executable, "apply.py", "--feature-store-yaml", REDIS_YAML],
-    "integration_feature_store": [sys.executable, "apply.py", "--feature-store-yaml", REDIS_YAML],
-}
-# repo -> (feature table, push source, a feature to push, the service that serves it)
-PUSH = {
-    "default_feature_store": ("data/driver_stats.parquet", "driver_stats_push_source",
-                              "avg_daily_trips", "driver_activity_v3"),
-    "simple_feature_store": ("data/driver_stats.parquet", "driver_stats_push_source",
-                             "avg_daily_trips", "driver_activity_v3"),
-    "integration_feature_store": ("data/driver_trip_features.parquet", "driver_trip_features_push_source",
-                                  "driver_trips_24h", "trip_rating_model_v1"),
-}
 
 
-def request_row(repo: str, driver_id: int) -> dict:
-    if repo == "integration_feature_store":
-        return {"driver_id": driver_id, "requested_at": pd.Timestamp.now(tz="UTC").to_pydatetime(),
-                "requested_trip_dist": 5.0}
-    return {"driver_id": driver_id, "val_to_add": 1, "val_to_add_2": 2}
-
-
-@pytest.mark.parametrize("repo", list(APPLY_WITH_REDIS))
-def test_redis_online_store_serves_materialized_and_pushed_features(repo, redis_server, tmp_path, monkeypatch):
-    repo_dir = copy_repo(repo, tmp_path)
+def test_redis_online_store_serves_materialized_and_pushed_features(redis_server, tmp_path, monkeypatch):
+    host, port = redis_server.split(":")
+    client = redis.Redis(host=host, port=int(port))
+    client.flushall()  # the server is shared by the session: start from nothing
+    repo_dir = copy_repo(REPO, tmp_path)
     generate_data(repo_dir)
-    env = {"REDIS_CONNECTION_STRING": redis_server}
     monkeypatch.setenv("REDIS_CONNECTION_STRING", redis_server)
-    run(APPLY_WITH_REDIS[repo], cwd=repo_dir, env=env)
+    run([sys.executable, "apply.py", "--feature-store-yaml", REDIS_YAML, "--materialize"], cwd=repo_dir,
+        env={"REDIS_CONNECTION_STRING": redis_server})
+    assert client.dbsize() > 0, "nothing was written to Redis"
 
     store = FeatureStore(repo_path=str(repo_dir), fs_yaml_file=repo_dir / REDIS_YAML)
     assert store.config.online_store.type == "redis"
     now = pd.Timestamp.now(tz="UTC")
-    store.materialize_incremental(end_date=now.to_pydatetime())
-    host, port = redis_server.split(":")
-    assert redis.Redis(host=host, port=int(port)).dbsize() > 0, "nothing was written to Redis"
-
-    table_path, push_source, feature, service = PUSH[repo]
-    table = pd.read_parquet(repo_dir / table_path)
+    table = feature_table(repo_dir)
     latest = table.sort_values(["event_timestamp", "created"]).groupby("driver_id").last()
     driver_id = int(latest[latest.event_timestamp > now - pd.Timedelta(days=1)].index[0])
-    served = store.get_online_features(
-        features=store.get_feature_service(service), entity_rows=[request_row(repo, driver_id)]
-    ).to_dict()
-    assert served[feature] == [latest.loc[driver_id, feature]]
+    request = {"driver_id": driver_id, "requested_at": now.to_pydatetime(), "requested_trip_dist": 5.0}
+    service = store.get_feature_service("trip_rating_model_v1")
+    served = store.get_online_features(features=service, entity_rows=[request]).to_dict()
+    assert served["driver_trips_24h"] == [latest.loc[driver_id, "driver_trips_24h"]]
 
     pushed = table[table.driver_id == driver_id].tail(1).assign(
-        event_timestamp=now.floor("us"), created=now.floor("us"), **{feature: 4242}
+        event_timestamp=now.floor("us"), created=now.floor("us"), driver_trips_24h=4242
     )
-    store.push(push_source, pushed, to=PushMode.ONLINE)
-    served = store.get_online_features(
-        features=store.get_feature_service(service), entity_rows=[request_row(repo, driver_id)]
-    ).to_dict()
-    assert served[feature] == [4242]
+    store.push("driver_trip_features_push_source", pushed, to=PushMode.ONLINE)
+    served = store.get_online_features(features=service, entity_rows=[request]).to_dict()
+    assert served["driver_trips_24h"] == [4242]
 
 
 # --- the HTTP feature server ---------------------------------------------------------------
@@ -100,9 +74,7 @@ def as_columns(response: dict) -> dict:
 @pytest.fixture(scope="module")
 def feature_server(tmp_path_factory):
     """The integration repo, applied and materialized, served by `feast serve` on 127.0.0.1."""
-    repo_dir = copy_repo("integration_feature_store", tmp_path_factory.mktemp("serve"))
-    generate_data(repo_dir)
-    run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)
+    repo_dir = applied_copy(tmp_path_factory.mktemp("serve"), apply_args=["--materialize"])
     port = free_port()
     feast = str(Path(sys.executable).parent / "feast")
     # The server logs every request: into a file, since a pipe nobody reads fills up and blocks it.
@@ -172,7 +144,7 @@ def test_http_feature_service_with_the_on_demand_feature_equals_the_sdk(feature_
 def test_http_push_is_served_back(feature_server):
     repo_dir, base_url = feature_server
     now = pd.Timestamp.now(tz="UTC").floor("us")
-    row = pd.read_parquet(repo_dir / "data/driver_trip_features.parquet").tail(1)
+    row = pd.read_parquet(repo_dir / FEATURE_TABLE).tail(1)
     row = row.assign(driver_id=1004, event_timestamp=now, created=now, driver_trips_24h=999)
     body = {col: [value.isoformat() if isinstance(value, pd.Timestamp) else
                   value.item() if hasattr(value, "item") else value]

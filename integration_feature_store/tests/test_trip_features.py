@@ -1,25 +1,19 @@
 """The integration repo's transforms, each on small hand-made frames or against a brute-force
-reference on random data."""
+reference on random data; and the raw trips' checks."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, repo_modules
 
-REPO = ROOT / "integration_feature_store"
+@pytest.fixture(scope="module")
+def features(modules):
+    return modules["trip_features"]
 
 
 @pytest.fixture(scope="module")
-def features():
-    with repo_modules(REPO) as import_module:
-        yield import_module("trip_features")
-
-
-@pytest.fixture(scope="module")
-def raw_data():
-    with repo_modules(REPO) as import_module:
-        yield import_module("raw_data")
+def raw_data(modules):
+    return modules["raw_data"]
 
 
 def utc(*stamps: str) -> pd.Series:

@@ -1,28 +1,24 @@
-"""What does my change affect? The code in this folder compared with what is registered.
-
-    python changes.py                   # the views and services a change affects, and why
-    python changes.py --check           # the same; exits 2 if anything changed (for CI review)
-    python changes.py --refresh         # recompute and re-materialize only what changed
-    python changes.py --lineage         # every feature: its raw columns and functions
-    python changes.py --lineage trip_dist month   # what a raw column or function feeds
+"""What does my change affect? The code of a repo compared with what is registered.
 
 A view has changed when the code its values derive from has (by the Hamilton fingerprints it
 was registered with; see lineage.py), even if its Feast schema has not, or when its Feast
-definition has (fields, TTL, description...). Reads no data except for `--refresh`.
+definition has (fields, TTL, description...). Services are reported through their views.
+`refresh` recomputes only the saved tables of the views whose values changed, registers, and
+re-materializes those views. Used by `hamilton-feast changes`.
 """
 
-import argparse
+import contextlib
 import copy
+import io
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import apply
-import dataflow
-import lineage
 from feast import FeatureStore, FeatureView, OnDemandFeatureView
 from feast.infra.registry.registry import FeastObjectType
 from google.protobuf.message import Message
+from hamilton_feast import lineage, objects, openlineage
+from hamilton_feast.notices import known_notices_hidden
 
 EXIT_CHANGED = 2  # as `terraform plan -detailed-exitcode`: 1 is an error, 2 means changes
 
@@ -32,9 +28,10 @@ class ViewChange:
     """How a view in the code differs from the registered one."""
 
     name: str
-    status: str  # "new", "removed" or "changed"
+    status: str  # "new", "removed", "changed", or "inputs changed" (an on-demand view's)
     code: list[str] = field(default_factory=list)  # functions whose fingerprint changed
-    fields: list[str] = field(default_factory=list)  # fields those functions feed
+    fields: list[str] = field(default_factory=list)  # fields those functions (or inputs) feed
+    inputs: list[str] = field(default_factory=list)  # changed source fields, "view:field"
     schema: list[str] = field(default_factory=list)  # fields added, removed or retyped
     definition: list[str] = field(default_factory=list)  # other Feast properties changed
     registered: object = None  # the registered view, if any
@@ -50,7 +47,7 @@ class Changes:
     views: list[ViewChange]
     services: dict[str, list[str]]  # service -> why it changed
     unchanged: list[str]
-    graph_versions: tuple[str, str]  # the DAG's fingerprint: registered, now
+    graph_versions: tuple[str | None, str]  # the DAG's fingerprint: registered (if any), now
 
     def __bool__(self) -> bool:
         return bool(self.views or self.services)
@@ -149,15 +146,17 @@ def registered_views(store: FeatureStore) -> dict:
     return {view.name: view for view in views}
 
 
-def find_changes(store: FeatureStore, current: lineage.Lineage) -> Changes:
-    """Compare the views and services of the code with those registered in the store."""
+def find_changes(store: FeatureStore, repo) -> Changes:
+    """Compare the views and services of the repo's code with those registered in the store."""
+    current = repo.lineage
     registered = registered_views(store)
     registered_services = {
         s.name: s for s in store.registry.list_feature_services(store.project, allow_cache=False)
     }
-    registry_diff, _, _ = store.plan(
-        dataflow.repo_contents(current.feast_objects.values(), store.project)
-    )
+    # The objects as apply would register them (tagged), for tables where settings.yaml puts them.
+    code_objects = repo.feast_objects(overrides=repo.saved_tables_as_configured())
+    with known_notices_hidden():
+        registry_diff, _, _ = store.plan(objects.repo_contents(code_objects.values(), store.project))
     definitions = _definition_changes(registry_diff)
 
     views, unchanged = [], []
@@ -181,6 +180,18 @@ def find_changes(store: FeatureStore, current: lineage.Lineage) -> Changes:
         )
         if change.code or change.schema or change.definition:
             views.append(change)
+            continue
+        # An on-demand view stores nothing: a change upstream reaches it through its inputs.
+        affected = {f"{c.name}:{name}" for c in views for name in c.fields}
+        inputs = sorted({
+            source
+            for f in view.features
+            for source in current.features[(view.name, f.name)].source_features
+            if source in affected
+        })
+        if inputs:
+            fields = [f.name for f in view.features]
+            views.append(ViewChange(view.name, "inputs changed", registered=old, fields=fields, inputs=inputs))
         else:
             unchanged.append(view.name)
     views += [
@@ -217,7 +228,7 @@ def find_changes(store: FeatureStore, current: lineage.Lineage) -> Changes:
             services[name] = ["removed"]
     projects = store.registry.list_projects(allow_cache=False)
     tags = next((p.tags for p in projects if p.name == store.project), {})
-    before = tags.get(lineage.GRAPH_VERSION_TAG, "none")
+    before = tags.get(lineage.GRAPH_VERSION_TAG)
     return Changes(views, services, sorted(unchanged), (before, current.graph_version))
 
 
@@ -226,12 +237,14 @@ def changes_report(changes: Changes, current: lineage.Lineage, project: str) -> 
     before, now = changes.graph_versions
     if not changes:
         lines.append("nothing changed.")
-        if before != now:
+        if before is not None and before != now:
             lines.append(f"(the Hamilton DAG did, {before} -> {now}, in code no view derives from)")
     for change in changes.views:
-        lines.append(f"{change.name}: {change.status}")
+        inputs = f" ({', '.join(change.inputs)})" if change.inputs else ""
+        lines.append(f"{change.name}: {change.status}{inputs}")
         if change.code:
             lines.append(f"  code changed: {', '.join(change.code)}")
+        if change.code or change.inputs:
             total = len(current.objects[change.name].features)
             affected = f"{', '.join(change.fields)} ({len(change.fields)} of {total})"
             lines.append(f"  fields affected: {affected}")
@@ -246,11 +259,11 @@ def changes_report(changes: Changes, current: lineage.Lineage, project: str) -> 
     return "\n".join(lines)
 
 
-def refresh(store: FeatureStore, current: lineage.Lineage, changes: Changes) -> None:
+def refresh(store: FeatureStore, repo, changes: Changes) -> None:
     """Recompute the saved tables of the views whose values changed, register everything, and
     re-materialize those views over what was materialized before (or their TTL)."""
-    dr = apply.computing_driver(store)
-    savers = set(dataflow.saver_names(dr))
+    current = repo.lineage
+    dr = repo.driver(*openlineage.adapters(repo))
     stale = [
         change
         for change in changes.views
@@ -259,11 +272,13 @@ def refresh(store: FeatureStore, current: lineage.Lineage, changes: Changes) -> 
     names = [change.name for change in stale]
     recompute = sorted(
         {node.name for name in names for node in dr.what_is_upstream_of(current.node_of[name])}
-        & savers
+        & set(repo.saved_table_paths)
     )
     print(f"Recomputing: {', '.join(recompute) or 'nothing'} (for {', '.join(names) or 'no view'})")
-    objects = dataflow.feast_objects_by_name(only=recompute, dr=dr)
-    apply.register(store, objects, quiet=True)
+    kept = {node: found for node, found in repo.saved_tables_found().items() if node not in recompute}
+    print(f"Applying changes for project {store.project}")
+    with contextlib.redirect_stdout(io.StringIO()):  # Feast lists every changed property
+        dr.execute(["registered"], inputs=repo.inputs, overrides=kept)
     end = datetime.now(timezone.utc)
     for change in stale:
         intervals = change.registered.materialization_intervals if change.registered else []
@@ -273,7 +288,8 @@ def refresh(store: FeatureStore, current: lineage.Lineage, changes: Changes) -> 
             f"Re-materializing {change.name} from {start:%Y-%m-%d %H:%M} "
             f"to {end:%Y-%m-%d %H:%M} UTC"
         )
-        store.materialize(start_date=start, end_date=end, feature_views=[change.name])
+        with known_notices_hidden():
+            store.materialize(start_date=start, end_date=end, feature_views=[change.name])
     on_demand = [
         change.name
         for change in changes.views
@@ -281,38 +297,3 @@ def refresh(store: FeatureStore, current: lineage.Lineage, changes: Changes) -> 
     ]
     if on_demand:
         print(f"Registered, nothing to materialize: {', '.join(on_demand)} (computed on demand)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help=f"exit {EXIT_CHANGED} on any change")
-    mode.add_argument("--refresh", action="store_true", help="recompute only what changed")
-    mode.add_argument("--lineage", nargs="*", metavar="NAME", help="field lineage (of NAMEs)")
-    parser.add_argument("--feature-store-yaml", default="feature_store.yaml")
-    args = parser.parse_args(argv)
-
-    try:
-        current = dataflow.current_lineage()
-        if args.lineage is not None:
-            names = args.lineage
-            print(lineage.impact_table(current, names) if names else lineage.lineage_table(current))
-            return 0
-        store = apply.open_store(args.feature_store_yaml)
-        changes = find_changes(store, current)
-    except apply.EXPECTED_ERRORS as error:
-        return apply.report(error, outcome="cannot tell what changed")
-    print(changes_report(changes, current, store.project))
-    if args.refresh and changes:
-        try:
-            refresh(store, current, changes)
-        except apply.EXPECTED_ERRORS as error:
-            return apply.report(error)
-    if args.check and changes:
-        print("Changes found: review them, then `python changes.py --refresh`.")
-        return EXIT_CHANGED
-    return 0
-
-
-if __name__ == "__main__":
-    apply.exit_with(main())

@@ -1,34 +1,35 @@
-"""Field-level lineage and code fingerprints, read from the Hamilton DAG.
+"""Field-level lineage and code fingerprints, read from a Hamilton DAG that defines Feast objects.
 
 For every feature (view:field) this finds the raw columns and the functions it derives from,
-and the reverse: what a raw column or a function feeds. The functions are the DAG's nodes'
-functions plus the private helpers they call from this folder (Hamilton fingerprints a node by
-its own function only, so a change inside `_rolling_by_driver` would otherwise go unseen).
+and the reverse: what a raw column or a function feeds. Raw columns are the columns a function
+extracts (`@extract_columns`) straight from a `@dataloader`'s output, named `loader.column`;
+an on-demand view's request fields are named `request_source.field`. The functions are the
+DAG's nodes' functions from the repo folder plus the private helpers they call by name from it
+(Hamilton fingerprints a node by its own function only, so a change inside a helper such as
+`_rolling_by_driver` would otherwise go unseen).
 
 A function's fingerprint is Hamilton's: `HamiltonNode.version` for a node, and the same
 `hash_source_code(..., strip=True)` for a helper, so docstrings and comments do not count.
 Each view is registered with the fingerprints of the code it derives from, in the tag
-`hamilton_code_versions`; `changes.py` compares those with the code in this folder.
+`hamilton_code_versions`, and the project with the DAG's (`hamilton_graph_version`); the
+`hamilton-feast changes` command compares those with the code.
 """
 
 import ast
 import inspect
-import json
 import types
 from dataclasses import dataclass
 from pathlib import Path
 
-import graphviz
 from hamilton import driver
 from hamilton.graph_types import HamiltonGraph, hash_source_code
 
-import raw_data
-from feast import FeatureService, FeatureView, OnDemandFeatureView, Project
+from feast import FeatureService, FeatureView, OnDemandFeatureView
 
-REPO_DIR = Path(__file__).resolve().parent
 CODE_VERSIONS_TAG = "hamilton_code_versions"  # on each view: {function: fingerprint}
 GRAPH_VERSION_TAG = "hamilton_graph_version"  # on the project: HamiltonGraph.version
 FINGERPRINT_LENGTH = 12  # hex digits kept of each sha256: plenty to tell versions apart
+LOADER_TAG = "hamilton.data_loader"
 
 
 @dataclass(frozen=True)
@@ -46,15 +47,6 @@ def function_name(fn) -> str:
     return f"{fn.__module__}.{fn.__name__}"
 
 
-def _is_repo_function(obj) -> bool:
-    if not isinstance(obj, types.FunctionType):
-        return False
-    try:
-        return Path(inspect.getfile(obj)).resolve().parent == REPO_DIR
-    except TypeError:
-        return False
-
-
 def _global_names(code: types.CodeType):
     """The global names a code object uses, nested code (comprehensions, lambdas) included."""
     yield from code.co_names
@@ -63,29 +55,27 @@ def _global_names(code: types.CodeType):
             yield from _global_names(constant)
 
 
-def _with_helpers(functions) -> set:
-    """The functions, and every function of this folder they call by name, transitively."""
-    found, pending = set(), list(functions)
-    while pending:
-        fn = pending.pop()
-        if fn in found:
-            continue
-        found.add(fn)
-        for name in _global_names(fn.__code__):
-            candidate = fn.__globals__.get(name)
-            if _is_repo_function(candidate):
-                pending.append(candidate)
-    return found
+def _string_constants(source: str) -> set[str]:
+    """Every string literal in the source: how a pandas UDF names the columns it reads."""
+    if not source:
+        return set()
+    return {
+        node.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
 
 
 class Lineage:
-    """The lineage of every feature of the given Feast objects (node name -> object).
+    """The lineage of every feature of the given Feast objects (node name -> object), for the
+    functions defined in `code_dir`.
 
     Raises ValueError if two views or services share a name, which Feast would refuse too.
     """
 
-    def __init__(self, dr: driver.Driver, objects: dict):
+    def __init__(self, dr: driver.Driver, objects: dict, code_dir: Path):
         self._dr = dr
+        self._code_dir = Path(code_dir).resolve()
         self._nodes = {node.name: node for node in dr.list_available_variables()}
         traced = {
             node: obj
@@ -102,15 +92,16 @@ class Lineage:
             self.node_of[obj.name] = node
         self.objects = {obj.name: obj for obj in traced.values()}  # views and services
         self.feast_objects = dict(objects)  # all of them, by node name
-        # Hamilton's fingerprint of the whole DAG: it changes with any function, even one that
-        # feeds no view yet.
-        self.graph_version = HamiltonGraph(list(self._nodes.values())).version[:FINGERPRINT_LENGTH]
-        self.raw_columns = [f"raw_trips.{c}" for c in raw_data.RAW_TRIP_SCHEMA if c in self._nodes]
-        self.versions: dict[str, str] = {}
-        for node in self._nodes.values():
-            functions = node.originating_functions or ()
-            if functions and _is_repo_function(functions[0]) and node.version:
-                self.versions[function_name(functions[0])] = node.version[:FINGERPRINT_LENGTH]
+        own_nodes = [n for n in self._nodes.values() if self._own_function(n)]
+        # Hamilton's fingerprint of the repo's DAG: it changes with any of its functions, even
+        # one that feeds no view yet.
+        self.graph_version = HamiltonGraph(own_nodes).version[:FINGERPRINT_LENGTH]
+        self.raw_columns = self._find_raw_columns()  # node name -> "loader.column"
+        self.versions: dict[str, str] = {
+            function_name(self._own_function(n)): n.version[:FINGERPRINT_LENGTH]
+            for n in own_nodes
+            if n.version
+        }
         self.features: dict[tuple[str, str], FeatureLineage] = {}
         self._view_code: dict[str, set[str]] = {}
         for view in self._batch_views():
@@ -119,20 +110,57 @@ class Lineage:
             self._trace_on_demand_view(view)
 
     # --- the DAG, by node names ---
+    def _is_repo_function(self, obj) -> bool:
+        if not isinstance(obj, types.FunctionType):
+            return False
+        try:
+            return Path(inspect.getfile(obj)).resolve().parent == self._code_dir
+        except TypeError:
+            return False
+
+    def _own_function(self, node):
+        """The repo function a node comes from, if it comes from one."""
+        functions = node.originating_functions or ()
+        return functions[0] if functions and self._is_repo_function(functions[0]) else None
+
+    def _find_raw_columns(self) -> dict[str, str]:
+        """Columns extracted by a function that reads a data loader's output directly."""
+        loaders = {name for name, node in self._nodes.items() if node.tags.get(LOADER_TAG) is True
+                   and "." not in name}
+        raw = {}
+        for name, node in self._nodes.items():
+            function = self._own_function(node)
+            extractor = self._nodes.get(function.__name__) if function else None
+            if extractor is None or extractor.name == name:
+                continue
+            for loader in sorted(set(extractor.required_dependencies) & loaders):
+                raw[name] = f"{loader}.{name}"
+        return raw
+
     def _upstream(self, *names: str) -> set[str]:
         return {node.name for node in self._dr.what_is_upstream_of(*names)}
 
     def _downstream(self, *names: str) -> set[str]:
         return {node.name for node in self._dr.what_is_downstream_of(*names)}
 
+    def _with_helpers(self, functions) -> set:
+        """The functions, and every function of the repo they call by name, transitively."""
+        found, pending = set(), list(functions)
+        while pending:
+            fn = pending.pop()
+            if fn in found:
+                continue
+            found.add(fn)
+            for name in _global_names(fn.__code__):
+                candidate = fn.__globals__.get(name)
+                if self._is_repo_function(candidate):
+                    pending.append(candidate)
+        return found
+
     def _code_of(self, node_names: set[str]) -> set[str]:
         """The functions computing these nodes, with their helpers; fingerprints recorded."""
-        roots = set()
-        for name in node_names:
-            functions = self._nodes[name].originating_functions or ()
-            if functions and _is_repo_function(functions[0]):
-                roots.add(functions[0])
-        code = _with_helpers(roots)
+        roots = {self._own_function(self._nodes[name]) for name in node_names} - {None}
+        code = self._with_helpers(roots)
         for fn in code:
             self.versions.setdefault(
                 function_name(fn), hash_source_code(fn, strip=True)[:FINGERPRINT_LENGTH]
@@ -154,8 +182,8 @@ class Lineage:
 
     def _trace_batch_view(self, view: FeatureView) -> None:
         """A field computed by a node of its own name derives from what lies upstream of that
-        node and from the nodes that join all the view's fields (the table, the saver, the
-        sources, the view); a field no node computes, from everything upstream of the view."""
+        node and from the nodes that join all the view's fields (the saved table, the sources,
+        the view); a field no node computes, from everything upstream of the view."""
         view_nodes = self._upstream(self.node_of[view.name])
         self._view_code[view.name] = self._code_of(view_nodes)
         field_nodes = [f.name for f in view.features if f.name in self._nodes]
@@ -169,20 +197,24 @@ class Lineage:
             self.features[(view.name, field.name)] = FeatureLineage(
                 view=view.name,
                 field=field.name,
-                raw_columns=tuple(c for c in self.raw_columns if c.split(".")[1] in nodes),
+                raw_columns=tuple(column for name, column in self.raw_columns.items() if name in nodes),
                 functions=tuple(sorted(self._code_of(nodes))),
             )
 
     def _trace_on_demand_view(self, view: OnDemandFeatureView) -> None:
-        """An on-demand view's fields derive from its own code (the UDF and the transforms it
+        """An on-demand view's fields derive from its own code (the UDF and the functions it
         embeds), its request fields, and the lineage of the source fields its UDF reads. The
-        UDF is not split further: every output field gets the lineage of the whole UDF."""
+        UDF is not split further: every output field gets the lineage of the whole UDF.
+
+        Its code versions are those of its own code only: it stores no values, so a change
+        upstream of its sources is the source view's change (reported as its inputs')."""
         source_views = list(view.source_feature_view_projections)
         own_nodes = self._upstream(self.node_of[view.name]) - self._upstream(
             *(self.node_of[name] for name in source_views)
         )
         read = _string_constants(view.feature_transformation.udf_string)
-        raw, functions, sources = set(), self._code_of(own_nodes), []
+        own_code = self._code_of(own_nodes)
+        raw, functions, sources = set(), set(own_code), []
         for name, projection in view.source_feature_view_projections.items():
             fields = [f.name for f in projection.features]
             for field in [f for f in fields if f in read] or fields:
@@ -193,7 +225,7 @@ class Lineage:
         for name, request_source in view.source_request_sources.items():
             fields = [f.name for f in request_source.schema]
             raw.update(f"{name}.{f}" for f in [f for f in fields if f in read] or fields)
-        self._view_code[view.name] = functions
+        self._view_code[view.name] = own_code
         for field in view.features:
             self.features[(view.name, field.name)] = FeatureLineage(
                 view=view.name,
@@ -208,21 +240,10 @@ class Lineage:
         """Fingerprint of every function the view's values derive from."""
         return {fn: self.versions[fn] for fn in sorted(self._view_code[view_name])}
 
-    def stamp(self) -> None:
-        """Tag every view with the fingerprints of its code, and the project with the DAG's,
-        for `changes.py` to compare."""
-        for view in self.views():
-            view.tags[CODE_VERSIONS_TAG] = json.dumps(
-                self.code_versions(view.name), separators=(",", ":")
-            )
-        for project in self.feast_objects.values():
-            if isinstance(project, Project):
-                project.tags[GRAPH_VERSION_TAG] = self.graph_version
-
     # --- the reverse direction ---
     def resolve(self, name: str) -> str:
         """A raw column or function as the lineage names it, from a short or a full name."""
-        candidates = set(self.raw_columns) | set(self.versions)
+        candidates = set(self.raw_columns.values()) | set(self.versions)
         for feature in self.features.values():
             candidates.update(feature.raw_columns)
         if name in candidates:
@@ -256,17 +277,6 @@ class Lineage:
                 for field in projection.features
             )
         )
-
-
-def _string_constants(source: str) -> set[str]:
-    """Every string literal in the source: how a pandas UDF names the columns it reads."""
-    if not source:
-        return set()
-    return {
-        node.value
-        for node in ast.walk(ast.parse(source))
-        if isinstance(node, ast.Constant) and isinstance(node.value, str)
-    }
 
 
 def _short(name: str) -> str:
@@ -328,35 +338,3 @@ def _format(rows: list[tuple[str, ...]]) -> str:
         cells.append(row[-1])
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
-
-
-def lineage_picture(lineage: Lineage) -> graphviz.Digraph:
-    """Raw columns -> features (one box per view) -> services. An on-demand feature is drawn
-    from the stored features and request fields it reads; a raw column feeding nothing (such
-    as the label) stands alone."""
-    graph = graphviz.Digraph("lineage", graph_attr={"rankdir": "LR"})
-    graph.attr("node", shape="box", style="rounded", fontname="Helvetica")
-    request_fields = {c for f in lineage.features.values() for c in f.raw_columns}
-    for column in lineage.raw_columns + sorted(request_fields - set(lineage.raw_columns)):
-        graph.node(column, shape="note")
-    for view in lineage.views():
-        with graph.subgraph(name=f"cluster_{view.name}") as cluster:
-            cluster.attr(label=view.name, fontname="Helvetica")
-            for field in view.features:
-                cluster.node(_node_id(view.name, field.name), label=field.name)
-    for feature in lineage.features.values():
-        inputs = [_node_id(*source.split(":")) for source in feature.source_features]
-        if inputs:
-            inputs += [c for c in feature.raw_columns if c not in lineage.raw_columns]
-        for source in inputs or feature.raw_columns:
-            graph.edge(source, _node_id(feature.view, feature.field))
-    for service in lineage.services():
-        graph.node(service.name, shape="component")
-        for projection in service.feature_view_projections:
-            for field in projection.features:
-                graph.edge(_node_id(projection.name, field.name), service.name)
-    return graph
-
-
-def _node_id(view: str, field: str) -> str:
-    return f"{view}/{field}"  # not "view:field", which graphviz reads as a node's port

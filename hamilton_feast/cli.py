@@ -1,0 +1,97 @@
+"""hamilton-feast: the tools of a Hamilton feature repo, run inside the repo's folder.
+
+    hamilton-feast changes              # the views and services a code change affects, and why
+    hamilton-feast changes --check      # the same; exits 2 if anything changed (for CI review)
+    hamilton-feast changes --refresh    # recompute, register and re-materialize only what changed
+    hamilton-feast lineage              # every feature: its raw columns and functions
+    hamilton-feast lineage trip_dist month   # what a raw column or function feeds
+    hamilton-feast draw                 # redraw dag.png and lineage.png (and their .dot)
+    hamilton-feast draw --check         # exit 1 if the committed pictures are not current
+
+The repo is the folder given by --repo (default: the current one): its settings.yaml lists the
+modules of its Hamilton DAG. Exit codes: 0 done, 1 error, 2 changes found (`changes --check`).
+"""
+
+import argparse
+import sys
+
+from hamilton_feast import changes, drawing, feast_operations, lineage, script
+from hamilton_feast.read_only import store_that_writes_nothing
+from hamilton_feast.repo import Repo
+
+EXIT_CHANGED = 2  # as `terraform plan -detailed-exitcode`: 1 is an error, 2 means changes
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hamilton-feast", description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2],
+    )
+    parser.add_argument("--repo", default=".", help="the feature repo's folder (default: here)")
+    parser.add_argument("--feature-store-yaml", default="feature_store.yaml")
+    commands = parser.add_subparsers(dest="command", required=True)
+    changed = commands.add_parser("changes", help="what the code changed since it was registered")
+    mode = changed.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help=f"exit {EXIT_CHANGED} on any change")
+    mode.add_argument("--refresh", action="store_true", help="recompute only what changed")
+    traced = commands.add_parser("lineage", help="field lineage, or what NAMEs feed")
+    traced.add_argument("names", nargs="*", metavar="NAME", help="raw columns or functions")
+    draw = commands.add_parser("draw", help="redraw the repo's pictures")
+    draw.add_argument("--check", action="store_true", help="exit 1 if a picture is not current")
+    return parser
+
+
+def _traced(repo: Repo) -> lineage.Lineage:
+    if repo.lineage is None:
+        raise ValueError(
+            f"{repo.path.name} does not trace its views (tag_code_versions: false in settings.yaml); "
+            "expected a repo whose views are tagged with the code versions they derive from"
+        )
+    return repo.lineage
+
+
+def run(args) -> int:
+    repo = Repo(args.repo, args.feature_store_yaml)
+    if args.command == "draw":
+        drawn = drawing.pictures(repo)
+        if args.check:
+            stale = drawing.outdated(drawn)
+            for path in stale:
+                print(f"{path} is not current: run `hamilton-feast draw` in {repo.path}", file=sys.stderr)
+            return 1 if stale else 0
+        for path in drawing.write(drawn):
+            print(f"wrote {path}")
+        return 0
+    current = _traced(repo)
+    if args.command == "lineage":
+        names = args.names
+        print(lineage.impact_table(current, names) if names else lineage.lineage_table(current))
+        return 0
+    store = feast_operations.feature_store(str(repo.path), repo.feature_store_yaml)
+    with store_that_writes_nothing(store, repo.feature_store_yaml) as reading:
+        found = changes.find_changes(reading, repo)
+    print(changes.changes_report(found, current, store.project))
+    if args.refresh and found:
+        try:
+            changes.refresh(store, repo, found)
+        except script.EXPECTED_ERRORS as error:
+            return script.report(error)
+    if args.check and found:
+        print("Changes found: review them, then `hamilton-feast changes --refresh`.")
+        return EXIT_CHANGED
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    script.quiet_hamilton_errors()
+    outcome = "cannot tell what changed" if args.command == "changes" else "nothing was done"
+    try:
+        exit_code = run(args)
+    except script.EXPECTED_ERRORS as error:
+        exit_code = script.report(error, outcome)
+    script.exit_with(exit_code)
+
+
+if __name__ == "__main__":
+    main()

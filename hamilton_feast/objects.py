@@ -1,0 +1,183 @@
+"""Feast objects out of a Hamilton DAG: what `feast apply` would register, and the parts of a
+Feast object that the DAG's functions declare (a view's fields, an on-demand UDF's source)."""
+
+import ast
+import inspect
+import textwrap
+
+import numpy as np
+from hamilton import driver
+from hamilton.function_modifiers.validation import check_output
+
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    LabelView,
+    OnDemandFeatureView,
+    Project,
+    StreamFeatureView,
+)
+from feast.data_source import DataSource
+from feast.feature_view import DUMMY_ENTITY
+from feast.permissions.permission import Permission
+from feast.repo_contents import RepoContents
+from feast.types import Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
+
+# RepoContents' list for each kind of object; the first matching class wins, so a
+# StreamFeatureView (a FeatureView) is listed before FeatureView.
+KINDS = {
+    "projects": Project,
+    "data_sources": DataSource,
+    "entities": Entity,
+    "stream_feature_views": StreamFeatureView,
+    "feature_views": FeatureView,
+    "on_demand_feature_views": OnDemandFeatureView,
+    "label_views": LabelView,
+    "feature_services": FeatureService,
+    "permissions": Permission,
+}
+FEAST_TYPES = tuple(KINDS.values())
+
+# The tag that puts a feature in a feature view: @tag(feast_view="driver_trip_stats").
+VIEW_TAG = "feast_view"
+# numpy dtype of a feature (its @check_output data_type) -> Feast type.
+FEAST_TYPE_OF = {
+    np.int64: Int64,
+    np.int32: Int32,
+    np.float64: Float64,
+    np.float32: Float32,
+    np.bool_: Bool,
+    np.str_: String,
+    np.datetime64: UnixTimestamp,
+}
+
+
+def is_feast_object_type(typ) -> bool:
+    return isinstance(typ, type) and issubclass(typ, FEAST_TYPES)
+
+
+def _nested_sources(obj) -> list[DataSource]:
+    """Data sources defined inside another object, which Feast's file parser registers too: a
+    push or stream source's batch source, a view's batch and stream sources, a label view's
+    source (and its batch source)."""
+    nested = []
+    if isinstance(obj, (FeatureView, StreamFeatureView)):
+        nested += [obj.batch_source, obj.stream_source]
+    if isinstance(obj, LabelView):
+        nested.append(obj.source)
+    for source in list(nested) + [obj]:
+        if isinstance(source, DataSource):
+            nested.append(getattr(source, "batch_source", None))
+    return [source for source in nested if isinstance(source, DataSource) and source is not obj]
+
+
+def repo_contents(objects, project_name: str) -> RepoContents:
+    """Sort Feast objects into the RepoContents that `feast apply` parses from a repo's files,
+    with the sources nested inside them, each object once.
+
+    Raises TypeError for anything that is not a Feast object, and ValueError for what Feast would
+    accept but should not: a project other than feature_store.yaml's, or a view whose entity
+    no node defines (Feast registers such a view silently).
+    """
+    contents: dict[str, list] = {kind: [] for kind in KINDS}
+
+    def add(obj) -> None:
+        kind = next((k for k, cls in KINDS.items() if isinstance(obj, cls)), None)
+        if kind is None:
+            raise TypeError(f"{obj!r} is not a Feast object that can be applied")
+        if not any(obj is known for known in contents[kind]):
+            contents[kind].append(obj)
+
+    for obj in objects:
+        add(obj)
+        for source in _nested_sources(obj):
+            add(source)
+
+    project_names = [project.name for project in contents["projects"]]
+    if project_names != [project_name]:
+        raise ValueError(
+            f"the DAG defines project(s) {project_names}, but feature_store.yaml names project "
+            f"{project_name!r}; they must be the same single project"
+        )
+    entity_names = sorted(entity.name for entity in contents["entities"])
+    for kind in ("feature_views", "stream_feature_views", "on_demand_feature_views", "label_views"):
+        for view in contents[kind]:
+            for entity in view.entities:
+                if entity not in entity_names and entity != DUMMY_ENTITY.name:
+                    raise ValueError(
+                        f"{view.name!r} uses entity {entity!r}, which no node of the DAG defines; "
+                        f"expected one of {entity_names}: return the entity from its own function"
+                    )
+    contents["entities"].append(DUMMY_ENTITY)
+    return RepoContents(**contents)
+
+
+def _declared_dtype(function) -> type | None:
+    """The data_type a function's @check_output declares, if any."""
+    for modifier in getattr(function, "transform", []):
+        if isinstance(modifier, check_output):
+            return modifier.default_validator_kwargs.get("data_type")
+    return None
+
+
+def feature_fields(view: str, *modules) -> list[Field]:
+    """The fields of feature view `view`: every function of the modules tagged
+    `@tag(feast_view=view)`, in the order the modules define them. A field is named after its
+    function, described by the first line of its docstring, and typed by its
+    `@check_output(data_type=...)`.
+    """
+    nodes = driver.Builder().with_modules(*modules).build().list_available_variables()
+    tagged = [node for node in nodes if node.tags.get(VIEW_TAG) == view]
+    tagged.sort(key=lambda node: (modules.index(inspect.getmodule(node.originating_functions[0])),
+                                  node.originating_functions[0].__code__.co_firstlineno))
+    fields = []
+    for node in tagged:
+        function = node.originating_functions[0]
+        dtype = _declared_dtype(function)
+        if dtype not in FEAST_TYPE_OF:
+            raise ValueError(
+                f"feature {node.name!r} of view {view!r} declares data_type {dtype!r} in its "
+                f"@check_output; expected one of {', '.join(t.__name__ for t in FEAST_TYPE_OF)}, "
+                "which gives its Feast type"
+            )
+        if not node.documentation.strip():
+            raise ValueError(
+                f"feature {node.name!r} of view {view!r} has no docstring; expected one line "
+                "describing it, which becomes its Feast description"
+            )
+        description = node.documentation.strip().splitlines()[0]
+        fields.append(Field(name=node.name, dtype=FEAST_TYPE_OF[dtype], description=description))
+    if not fields:
+        raise ValueError(f"no function is tagged @tag({VIEW_TAG}={view!r}); expected its features")
+    return fields
+
+
+def udf_fields(udf, sources: list, mode: str = "pandas") -> list[Field]:
+    """The fields of an on-demand view with this `udf`: the columns it returns, typed by running
+    it on sample inputs built from the `sources`' schemas, as Feast's own inference does. So the
+    UDF declares them once. (Feast infers a missing schema only after a feature service has
+    copied the view's empty one, hence here, before the view is built.)"""
+    probe = OnDemandFeatureView(
+        name=f"{udf.__name__}_fields", sources=sources, mode=mode, udf=udf, udf_string=""
+    )
+    probe.infer_features()
+    return probe.features
+
+
+def udf_source(udf, *functions) -> str:
+    """The source text Feast stores for an on-demand `udf`: the functions it calls (without
+    their Hamilton decorators), then the UDF itself.
+
+    Feast rebuilds a UDF by executing its stored source with little more than pandas and numpy
+    in scope, so the functions travel with it: the feature server runs the same code as the
+    offline pipeline without needing the repo on its import path.
+    """
+    parts = []
+    for function in functions:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+        tree.body[0].decorator_list = []
+        parts.append(ast.unparse(tree))
+    parts.append(inspect.getsource(udf))
+    return "\n\n\n".join(parts)

@@ -1,0 +1,241 @@
+"""A Hamilton feature repo as the tools see it: the folder's settings.yaml, the modules of its DAG,
+and what the DAG itself tells about them.
+
+settings.yaml (beside feature_store.yaml, which keeps the infrastructure):
+
+    modules: [raw_data, trip_features, feast_objects]    # the DAG: modules of this folder
+    inputs:                                              # the DAG's inputs
+      raw_trips_path: data/raw_trips.parquet
+      driver_trip_stats_ttl: 1 day
+    saved_tables:                                        # table node -> the file it is saved to
+      driver_trip_features: data/driver_trip_features.parquet
+    tag_code_versions: true                              # the default
+
+An input is converted to the type the function using it declares: to a `datetime.timedelta`
+from text such as "1 day", to a `pathlib.Path` resolved against this folder; a `str` is passed
+as written (Feast resolves a relative FileSource path against the repo itself). `project_name`,
+`repo_path` and `feature_store_yaml` are inputs too, from the folder and feature_store.yaml.
+
+A saved table is a node of its own, saved with Hamilton's `@save_to.parquet` by the node
+`saved_<table>`, which returns where it wrote: what a Feast FileSource takes as its argument
+(see saved_tables.py). Its columns are the key columns of the source that reads the file
+(timestamp, created timestamp, the views' join keys), then the fields of the views reading that
+source, each computed by the node of its name: nothing lists them by hand.
+"""
+
+import importlib.util
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+import yaml
+from hamilton import driver
+from hamilton.io.utils import get_file_metadata
+
+from feast import Entity, FeatureView, FileSource, Project
+from hamilton_feast import feast_operations, objects, saved_tables
+from hamilton_feast.lineage import CODE_VERSIONS_TAG, GRAPH_VERSION_TAG, Lineage
+
+SETTINGS_FILE = "settings.yaml"
+SETTINGS_KEYS = {"modules", "inputs", "saved_tables", "tag_code_versions"}
+POWER_USER_MODE = "hamilton.enable_power_user_mode"  # for @resolve in feast_operations
+
+
+def _import(folder: Path, name: str) -> ModuleType:
+    """Module `name` of `folder`, imported as a top-level module (so the repo's own imports of it
+    find the same one); a module of that name from another folder is replaced."""
+    path = folder / f"{name}.py"
+    if not path.is_file():
+        raise ValueError(f"{SETTINGS_FILE} lists module {name!r}, but {path} does not exist")
+    loaded = sys.modules.get(name)
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path:
+        return loaded
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _converted(name: str, value, typ, folder: Path):
+    """A setting as the type the DAG declares for it."""
+    if typ is timedelta and not isinstance(value, timedelta):
+        try:
+            return pd.Timedelta(value).to_pytimedelta()
+        except ValueError as error:
+            raise ValueError(
+                f"{SETTINGS_FILE} input {name!r} is {value!r}; expected a duration such as '1 day'"
+            ) from error
+    if typ is Path:
+        return (folder / str(value)).resolve()
+    return value
+
+
+class Repo:
+    """The repo in `folder` (a path inside it, such as a script's `__file__`, will do), with the
+    store configuration `feature_store_yaml` of that folder."""
+
+    def __init__(self, folder, feature_store_yaml: str = "feature_store.yaml"):
+        folder = Path(folder).resolve()
+        self.path = folder.parent if folder.is_file() else folder
+        self.feature_store_yaml = feature_store_yaml
+        settings = self._read_settings()
+        store_config = yaml.safe_load((self.path / feature_store_yaml).read_text())
+        self.project = store_config["project"]
+        if str(self.path) not in sys.path:
+            sys.path.insert(0, str(self.path))
+        self.modules = [_import(self.path, name) for name in settings["modules"]]
+        self.saved_table_paths = {  # saver node -> file
+            saved_tables.saver_name(table): (self.path / path).resolve()
+            for table, path in (settings.get("saved_tables") or {}).items()
+        }
+
+        dag = driver.Builder().with_modules(*self.modules).build()
+        variables = {v.name: v for v in dag.list_available_variables()}
+        self.feast_object_nodes = sorted(
+            name for name, v in variables.items()
+            if not v.is_external_input and objects.is_feast_object_type(v.type)
+        )
+        self.inputs = {
+            "project_name": self.project,
+            "repo_path": str(self.path),
+            "feature_store_yaml": feature_store_yaml,
+        }
+        for name, value in (settings.get("inputs") or {}).items():
+            if name not in variables or not variables[name].is_external_input:
+                raise ValueError(
+                    f"{SETTINGS_FILE} input {name!r} is used by no function of the DAG; expected "
+                    f"one of: {', '.join(sorted(n for n, v in variables.items() if v.is_external_input))}"
+                )
+            self.inputs[name] = _converted(name, value, variables[name].type, self.path)
+
+        definitions = dag.execute(
+            self.feast_object_nodes, inputs={**self.inputs, **self.saved_tables_as_configured()}
+        )
+        # Refuse broken definitions (another project, an unknown entity) before anything runs.
+        objects.repo_contents(definitions.values(), self.project)
+        # The module of the saved tables' nodes, for the driver: .with_modules(repo.saved_tables)
+        self.saved_tables = saved_tables.module({
+            table: (self.saved_table_paths[saved_tables.saver_name(table)],
+                    self._columns(saved_tables.saver_name(table), definitions, variables))
+            for table in (settings.get("saved_tables") or {})
+        })
+        self.lineage = None
+        if settings.get("tag_code_versions", True):
+            full_dag = driver.Builder().with_modules(*self.modules, self.saved_tables).build()
+            self.lineage = Lineage(full_dag, definitions, code_dir=self.path)
+
+    def _read_settings(self) -> dict:
+        path = self.path / SETTINGS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist; expected this repo's settings")
+        settings = yaml.safe_load(path.read_text()) or {}
+        unknown = set(settings) - SETTINGS_KEYS
+        if unknown:
+            raise ValueError(
+                f"{path} has unknown key(s) {sorted(unknown)}; expected {sorted(SETTINGS_KEYS)}"
+            )
+        if not settings.get("modules"):
+            raise ValueError(f"{path} lists no modules; expected the modules of the Hamilton DAG")
+        return settings
+
+    # --- the saved tables ---
+    def _columns(self, node: str, definitions: dict, variables: dict) -> list[str]:
+        """The columns of the table saver `node` writes: the keys of the Feast source reading it,
+        then the fields of the views reading that source."""
+        path = str(self.saved_table_paths[node])
+        sources = [o for o in definitions.values() if isinstance(o, FileSource) and o.path == path]
+        views = [o for o in definitions.values()
+                 if isinstance(o, FeatureView) and any(o.batch_source is s for s in sources)]
+        if not sources or not views:
+            raise ValueError(
+                f"saved table {node!r} ({path}) is read by no Feast FileSource of a feature view; "
+                f"expected a source whose path is what {node!r} returns"
+            )
+        entities = {o.name: o for o in definitions.values() if isinstance(o, Entity)}
+        columns = []
+        for source in sources:
+            columns += [source.timestamp_field, source.created_timestamp_column]
+        for view in views:
+            columns += [entities[name].join_key for name in view.entities if name in entities]
+            columns += [field.name for field in view.features]
+        columns = list(dict.fromkeys(c for c in columns if c))
+        for column in columns:
+            if column not in variables:
+                raise ValueError(
+                    f"saved table {node!r} needs column {column!r}, but no node of the DAG "
+                    "computes it; expected a function of that name"
+                )
+        return columns
+
+    def saved_tables_as_configured(self) -> dict:
+        """What each saver returns, assumed written where settings.yaml puts it: for reading the
+        DAG's definitions without computing or reading any data."""
+        return {node: {"file_metadata": {"path": str(path)}}
+                for node, path in self.saved_table_paths.items()}
+
+    def saved_tables_found(self) -> dict:
+        """What each saver returned when it last wrote its table; an error if it never did."""
+        found = {}
+        for node, path in self.saved_table_paths.items():
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"no feature table at {path}: run `python apply.py` first, which computes "
+                    "and saves it"
+                )
+            found[node] = get_file_metadata(str(path))
+        return found
+
+    def driver(self, *adapters) -> driver.Driver:
+        """The driver a repo's apply.py builds: its modules, the saved tables, the Feast
+        operations; with the lifecycle adapters given."""
+        return (
+            driver.Builder()
+            .with_modules(*self.modules, self.saved_tables, feast_operations)
+            .with_config(self.config)
+            .with_adapters(*adapters)
+            .build()
+        )
+
+    def feast_objects(self, overrides: dict | None = None) -> dict:
+        """The DAG's Feast objects by node name, as a run of apply.py registers them, with the
+        saved tables given (by default, those saved last); nothing is computed."""
+        dr = driver.Builder().with_modules(*self.modules, feast_operations).with_config(self.config).build()
+        stand_ins = self.saved_tables_found() if overrides is None else overrides
+        return dr.execute(["feast_objects"], inputs={**self.inputs, **stand_ins})["feast_objects"]
+
+    # --- the driver's config ---
+    @property
+    def config(self) -> dict:
+        """The driver's config: the Feast-object nodes, for feast_operations to collect, and
+        the code versions each view is tagged with."""
+        return {
+            POWER_USER_MODE: True,
+            "feast_object_nodes": self.feast_object_nodes,
+            "feast_object_tags": self.feast_object_tags(),
+        }
+
+    def feast_object_tags(self) -> dict[str, dict[str, str]]:
+        """{node: tags to add to its Feast object}: each view gets the fingerprints of the code
+        its values derive from, the project the fingerprint of the whole DAG (see lineage.py)."""
+        if self.lineage is None:
+            return {}
+        tags = {
+            self.lineage.node_of[view.name]: {
+                CODE_VERSIONS_TAG: json.dumps(
+                    self.lineage.code_versions(view.name), separators=(",", ":")
+                )
+            }
+            for view in self.lineage.views()
+        }
+        for node, obj in self.lineage.feast_objects.items():
+            if isinstance(obj, Project):
+                tags[node] = {GRAPH_VERSION_TAG: self.lineage.graph_version}
+        return tags

@@ -1,0 +1,170 @@
+"""Helpers and fixtures for the tests of a feature repo, loaded by pytest as a plugin when this
+package is installed: so a repo's tests/ work in a copied folder as in this project.
+
+- `run`: a command in a folder, failing the test with everything it printed on a bad exit;
+- `copy_repo`: a repo's code, without what a run wrote into it; `file_hashes` of its code;
+- `edit`: one exact replacement in a file;
+- `registry_objects`: a registry as comparable dictionaries;
+- fixture `redis_server`: a real redis-server on 127.0.0.1, for the session.
+"""
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+# Fields that differ between two registrations of the same definitions and say nothing about them.
+BOOKKEEPING_FIELDS = {"createdTimestamp", "lastUpdatedTimestamp", "project", "projectId"}
+# An on-demand UDF as code: its text, its pickled bytes and its function name.
+UDF_CODE_FIELDS = {"body", "bodyText", "name"}
+REGISTRY_LISTS = [
+    "projects", "entities", "dataSources", "featureViews", "onDemandFeatureViews", "labelViews",
+    "featureServices", "streamFeatureViews", "permissions",
+]
+
+
+def run(
+    command: list[str], cwd: Path, expect_success: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run a command in `cwd` (with extra environment variables `env`); on an unexpected exit
+    code, fail with everything it printed. `feast` and `hamilton-feast` are this Python's."""
+    if command[0] in ("feast", "hamilton-feast"):
+        command = [str(Path(sys.executable).parent / command[0]), *command[1:]]
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+    if (result.returncode == 0) != expect_success:
+        pytest.fail(
+            f"`{' '.join(map(str, command))}` in {cwd} exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
+    return result
+
+
+def copy_repo(repo_dir: Path, destination: Path) -> Path:
+    """A copy of a feature repo's code in `destination`, without anything a run wrote into it."""
+    target = Path(destination) / Path(repo_dir).name
+    shutil.copytree(
+        repo_dir, target,
+        ignore=shutil.ignore_patterns("data", "__pycache__", ".ipynb_checkpoints", ".pytest_cache"),
+    )
+    return target
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file below `folder` except its data/ folder: the code a user keeps."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(Path(folder).rglob("*"))
+        if path.is_file()
+        and "data" not in path.relative_to(folder).parts
+        and "__pycache__" not in path.parts
+    }
+
+
+def edit(path: Path, old: str, new: str) -> str:
+    """Replace `old`, which must occur exactly once, by `new` in a file; return the original."""
+    original = path.read_text()
+    assert original.count(old) == 1, f"{old!r} is not in {path} exactly once"
+    path.write_text(original.replace(old, new))
+    return original
+
+
+def generate_data(repo_dir: Path, *args: str) -> None:
+    run([sys.executable, "generate_data.py", *args], cwd=repo_dir)
+
+
+def _strip(value, ignore_udf_code: bool):
+    if isinstance(value, dict):
+        stripped = {}
+        for key, item in value.items():
+            if key in BOOKKEEPING_FIELDS:
+                continue
+            if key == "userDefinedFunction" and ignore_udf_code:
+                item = {k: v for k, v in item.items() if k not in UDF_CODE_FIELDS}
+            stripped[key] = _strip(item, ignore_udf_code)
+        return stripped
+    if isinstance(value, list):
+        return [_strip(item, ignore_udf_code) for item in value]
+    return value
+
+
+def registry_objects(repo_path, ignore_udf_code: bool = False, fs_yaml_file=None) -> dict:
+    """{(kind, name): definition} for every object in the repo's registry. Ignored, because they
+    differ between two registrations of the same definitions: created and updated timestamps,
+    the project a definition belongs to and the project's own name; with `ignore_udf_code`,
+    also an on-demand view's UDF text, pickled bytes and function name."""
+    from google.protobuf.json_format import MessageToDict
+
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(repo_path), fs_yaml_file=fs_yaml_file and Path(fs_yaml_file))
+    registry = MessageToDict(store.registry.proto())
+    found = {}
+    for kind in REGISTRY_LISTS:
+        for entry in registry.get(kind, []):
+            if kind == "projects":
+                entry["spec"].pop("name")  # each repo's project is named after its folder
+                name = "<the project>"
+            else:
+                name = entry.get("spec", entry)["name"]
+            found[(kind, name)] = _strip(entry, ignore_udf_code)
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(ready, what: str, timeout_s: float = 60.0, process: subprocess.Popen | None = None):
+    """Poll `ready()` until it returns true; fail, saying `what` never happened, after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            output = process.stdout.read() if process.stdout else "(its output went to a log file)"
+            pytest.fail(f"{what}: the process exited with {process.returncode}\n{output}")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{what}: not ready after {timeout_s} s")
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server on 127.0.0.1 and a free port, for the session; yields "host:port".
+
+    redis-server must be installed (scripts/test.sh installs Debian's package): without it this
+    fails, it does not skip. Each test that writes to it should start with FLUSHALL.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: sudo apt-get install redis-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+    def answers_ping() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(16).startswith(b"+PONG")
+
+    try:
+        wait_until(answers_ping, "redis-server", timeout_s=20, process=process)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,252 @@
+"""The hamilton_feast package on small repos of its own: every kind of Feast object a DAG defines
+is registered, declarations are checked with errors that name what is wrong, and the helpers
+around a run (progress bar, notices, pictures) do what they say."""
+
+import sys
+import textwrap
+import warnings
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from hamilton import driver
+from hamilton.plugins import h_tqdm
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, LabelView, Project, PushSource
+from feast.permissions.action import AuthzedAction
+from feast.permissions.permission import Permission
+from feast.permissions.policy import RoleBasedPolicy
+from feast.types import Float64, Int64
+from hamilton_feast import Repo, feast_operations, objects, script
+from hamilton_feast.notices import known_notices_hidden
+from hamilton_feast.testing import run
+
+FEATURE_STORE_YAML = """project: tiny
+registry: data/registry.db
+provider: local
+online_store:
+    type: sqlite
+    path: data/online_store.db
+entity_key_serialization_version: 3
+"""
+FEAST_OBJECTS = '''
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, LabelView, Project, PushSource, ValueType
+from feast.permissions.action import AuthzedAction
+from feast.permissions.permission import Permission
+from feast.permissions.policy import RoleBasedPolicy
+from feast.types import Float64, Int64
+
+
+def project(project_name: str) -> Project:
+    return Project(name=project_name)
+
+
+def rider() -> Entity:
+    return Entity(name="rider", join_keys=["rider_id"], value_type=ValueType.INT64)
+
+
+def rider_stats(rider: Entity, rider_stats_path: str, rider_stats_ttl: timedelta) -> FeatureView:
+    return FeatureView(
+        name="rider_stats", entities=[rider], ttl=rider_stats_ttl,
+        schema=[Field(name="trips", dtype=Int64)],
+        source=FileSource(name="rider_stats_source", path=rider_stats_path, timestamp_field="event_timestamp"),
+    )
+
+
+def rider_ratings(rider: Entity) -> LabelView:
+    return LabelView(
+        name="rider_ratings", entities=[rider], schema=[Field(name="rating", dtype=Float64)],
+        source=PushSource(name="rider_ratings_push", batch_source=FileSource(
+            name="rider_ratings_batch", path="data/ratings.parquet", timestamp_field="event_timestamp")),
+    )
+
+
+def rider_model(rider_stats: FeatureView) -> FeatureService:
+    return FeatureService(name="rider_model", features=[rider_stats])
+
+
+def readers() -> Permission:
+    return Permission(name="readers", types=[FeatureView], policy=RoleBasedPolicy(roles=["reader"]),
+                      actions=[AuthzedAction.DESCRIBE])
+'''
+
+
+def tiny_repo(folder, feast_objects: str = FEAST_OBJECTS, settings: str | None = None):
+    (folder / "feature_store.yaml").write_text(FEATURE_STORE_YAML)
+    (folder / "feast_objects.py").write_text(feast_objects)
+    (folder / "settings.yaml").write_text(settings or textwrap.dedent("""\
+        modules: [feast_objects]
+        inputs:
+          rider_stats_path: data/rider_stats.parquet
+          rider_stats_ttl: 2 hours
+        """))
+    return folder
+
+
+def test_every_kind_of_feast_object_in_a_dag_is_registered(tmp_path):
+    """Objects are found by type: a label view and a permission too, and the sources nested in
+    a view or a push source, as Feast's own parser finds them."""
+    repo = Repo(tiny_repo(tmp_path))
+    assert repo.feast_object_nodes == sorted(["project", "rider", "rider_stats", "rider_ratings", "rider_model", "readers"])
+    assert repo.inputs["rider_stats_ttl"] == timedelta(hours=2)
+    dr = driver.Builder().with_modules(*repo.modules, feast_operations).with_config(repo.config).build()
+    dr.execute(["registered"], inputs=repo.inputs)
+    store = feast_operations.feature_store(str(tmp_path), "feature_store.yaml")
+    assert [v.name for v in store.list_label_views()] == ["rider_ratings"]
+    assert [p.name for p in store.list_permissions()] == ["readers"]
+    assert {s.name for s in store.list_data_sources()} == {"rider_stats_source", "rider_ratings_push", "rider_ratings_batch"}
+    assert [s.name for s in store.list_feature_services()] == ["rider_model"]
+
+
+def test_repo_contents_sorts_each_object_once_and_refuses_what_feast_should():
+    rider = Entity(name="rider", join_keys=["rider_id"])
+    source = FileSource(name="stats", path="stats.parquet", timestamp_field="event_timestamp")
+    view = FeatureView(name="stats", entities=[rider], schema=[Field(name="x", dtype=Int64)],
+                       source=PushSource(name="push", batch_source=source))
+    label = LabelView(name="labels", entities=[rider], schema=[Field(name="y", dtype=Float64)],
+                      source=PushSource(name="label_push", batch_source=FileSource(
+                          name="label_batch", path="labels.parquet", timestamp_field="event_timestamp")))
+    permission = Permission(name="p", types=[FeatureView], policy=RoleBasedPolicy(roles=["r"]),
+                            actions=[AuthzedAction.DESCRIBE])
+    service = FeatureService(name="svc", features=[view])
+    contents = objects.repo_contents([Project(name="p"), rider, source, view, label, permission, service], "p")
+    assert [s.name for s in contents.data_sources] == ["stats", "push", "label_push", "label_batch"]
+    assert [v.name for v in contents.feature_views] == ["stats"]
+    assert [v.name for v in contents.label_views] == ["labels"]
+    assert [p.name for p in contents.permissions] == ["p"]
+    assert [e.name for e in contents.entities] == ["rider", "__dummy"]
+
+    with pytest.raises(ValueError, match=r"the DAG defines project\(s\) \['p'\], but feature_store.yaml names project 'q'"):
+        objects.repo_contents([Project(name="p"), rider, view], "q")
+    with pytest.raises(ValueError, match=r"'labels' uses entity 'rider', which no node of the DAG defines; expected one of \[\]"):
+        objects.repo_contents([Project(name="p"), label], "p")
+    with pytest.raises(TypeError, match="is not a Feast object that can be applied"):
+        objects.repo_contents([Project(name="p"), "not a Feast object"], "p")
+
+
+def features_module(tmp_path, source: str):
+    """A module of features in its own folder, imported under a name of its own."""
+    name = f"features_{abs(hash(source))}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+HEADER = """
+import numpy as np
+import pandas as pd
+from hamilton.function_modifiers import check_output, tag
+"""
+
+
+def test_feature_fields_are_the_tagged_functions_named_described_and_typed_by_them(tmp_path):
+    module = features_module(tmp_path, HEADER + '''
+@tag(feast_view="v")
+@check_output(data_type=np.float64, importance="fail")
+def b_share(a: pd.Series) -> pd.Series:
+    """Share of it.
+
+    More text that is not the description."""
+    return a / a.sum()
+
+
+@tag(feast_view="v")
+@check_output(data_type=np.bool_, importance="fail")
+def a_flag(a: pd.Series) -> pd.Series:
+    """Whether it is positive."""
+    return a > 0
+
+
+@tag(feast_view="other")
+@check_output(data_type=np.int64, importance="fail")
+def c_elsewhere(a: pd.Series) -> pd.Series:
+    """In another view."""
+    return a
+''')
+    fields = objects.feature_fields("v", module)
+    assert [(f.name, str(f.dtype), f.description) for f in fields] == [
+        ("b_share", "Float64", "Share of it."), ("a_flag", "Bool", "Whether it is positive.")]  # module order
+
+
+@pytest.mark.parametrize("body, message", [
+    ('@tag(feast_view="v")\ndef x(a: pd.Series) -> pd.Series:\n    """X."""\n    return a\n',
+     "feature 'x' of view 'v' declares data_type None in its @check_output; expected one of"),
+    ('@tag(feast_view="v")\n@check_output(data_type=np.int64, importance="fail")\n'
+     'def x(a: pd.Series) -> pd.Series:\n    return a\n',
+     "feature 'x' of view 'v' has no docstring; expected one line describing it"),
+    ('def x(a: pd.Series) -> pd.Series:\n    """X."""\n    return a\n',
+     r"no function is tagged @tag\(feast_view='v'\); expected its features"),
+])
+def test_feature_fields_refuse_a_feature_declared_by_halves(tmp_path, body, message):
+    module = features_module(tmp_path, HEADER + body)
+    with pytest.raises(ValueError, match=message):
+        objects.feature_fields("v", module)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ("inputs: {}\n", "lists no modules; expected the modules of the Hamilton DAG"),
+    ("modules: [feast_object]\n", "settings.yaml lists module 'feast_object', but"),
+    ("modules: [feast_objects]\ninputs: {rider_stats_path: x, rider_stats_ttl: 1h, ttl: 2h}\n",
+     "settings.yaml input 'ttl' is used by no function of the DAG"),
+    ("modules: [feast_objects]\nmodule: [x]\n", r"has unknown key\(s\) \['module'\]"),
+])
+def test_bad_settings_are_refused_naming_the_setting(tmp_path, settings, message):
+    with pytest.raises(ValueError, match=message):
+        Repo(tiny_repo(tmp_path, settings=settings))
+
+
+def test_a_repo_without_settings_says_what_is_missing(tmp_path):
+    (tmp_path / "feature_store.yaml").write_text(FEATURE_STORE_YAML)
+    with pytest.raises(FileNotFoundError, match="settings.yaml does not exist; expected this repo's settings"):
+        Repo(tmp_path)
+
+
+def test_plan_writes_nothing_before_the_first_registration(tmp_path):
+    repo = Repo(tiny_repo(tmp_path))
+    dr = driver.Builder().with_modules(*repo.modules, feast_operations).with_config(repo.config).build()
+    plan = dr.execute(["plan"], inputs=repo.inputs)["plan"]
+    assert "Created feature view" in plan and "rider_stats" in plan
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_progress_bar_shows_for_a_person_on_a_long_run_only(tmp_path, monkeypatch):
+    class FakeRepo:
+        project = "p"
+        inputs = {"raw": tmp_path / "raw.parquet", "name": "x"}
+
+    pd.DataFrame({"a": np.arange(script.PROGRESS_BAR_ROWS + 1)}).to_parquet(tmp_path / "raw.parquet")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert script.progress_bar(FakeRepo()) == []  # tests, CI, a pipe
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    bars = script.progress_bar(FakeRepo())
+    assert len(bars) == 1 and isinstance(bars[0], h_tqdm.ProgressBar)
+    pd.DataFrame({"a": np.arange(10)}).to_parquet(tmp_path / "raw.parquet")
+    assert script.progress_bar(FakeRepo()) == []  # a short run
+
+
+def test_only_the_two_known_notices_are_hidden():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with known_notices_hidden():
+            warnings.warn("On demand feature view is an experimental feature. This API ...", RuntimeWarning)
+            warnings.warn("fetch_arrow_table() is deprecated, use to_arrow_table() instead.", DeprecationWarning)
+            warnings.warn("Something about your data", RuntimeWarning)
+            warnings.warn("fetch_arrow_table() is deprecated", RuntimeWarning)  # another category
+    assert [str(w.message) for w in caught] == ["Something about your data", "fetch_arrow_table() is deprecated"]
+
+
+def test_draw_check_fails_on_a_stale_picture(tmp_path):
+    tiny_repo(tmp_path)
+    result = run(["hamilton-feast", "draw", "--check"], cwd=tmp_path, expect_success=False)
+    assert result.returncode == 1 and "dag.dot is not current: run `hamilton-feast draw`" in result.stderr
+    run(["hamilton-feast", "draw"], cwd=tmp_path)
+    run(["hamilton-feast", "draw", "--check"], cwd=tmp_path)
+    assert (tmp_path / "dag.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "feast_objects.py").write_text(FEAST_OBJECTS.replace('"readers"', '"writers"') + "\n\ndef extra() -> int:\n    return 1\n")
+    assert run(["hamilton-feast", "draw", "--check"], cwd=tmp_path, expect_success=False).returncode == 1
