@@ -30,10 +30,15 @@ ROOT = Path(__file__).resolve().parent.parent
 REPO = ROOT / "integration_feature_store"
 sys.path.insert(0, str(REPO))
 
-import dataflow  # noqa: E402  (the integration repo's modules)
-import generate_data  # noqa: E402
-import raw_data  # noqa: E402
-import trip_features  # noqa: E402
+import generate_data  # noqa: E402  (the integration repo's generator)
+from hamilton import driver  # noqa: E402
+
+from hamilton_feast import Repo, training_sets  # noqa: E402
+from hamilton_feast.testing import free_port  # noqa: E402
+
+INTEGRATION = Repo(REPO)
+raw_data, trip_features = (next(m for m in INTEGRATION.modules if m.__name__ == name)
+                           for name in ("raw_data", "trip_features"))
 
 END = pd.Timestamp("2026-11-01T00:00Z")
 ROWS = []
@@ -87,7 +92,7 @@ def features_by_hand(raw: pd.DataFrame) -> pd.DataFrame:
 
 def bench_transforms(trips: int, repeats: int) -> None:
     raw = generate_data.raw_trips(END, days=28, trips=trips, drivers=max(50, trips // 2000)).to_pandas()
-    dr = dataflow.build_driver()
+    dr = driver.Builder().with_modules(*INTEGRATION.modules, INTEGRATION.saved_tables).build()
     label = f"{trips / 1e6:g}M trips"
 
     def through_hamilton():
@@ -183,8 +188,6 @@ def retrieve_with_asof(folder: Path, entities: pd.DataFrame) -> pd.DataFrame:
 
 def child(method: str, folder: Path, entity_rows: int) -> None:
     """Run one retrieval in this (fresh) process; print its time and peak memory as JSON."""
-    import training_sets
-
     entities = pd.read_parquet(folder / f"entities_{entity_rows}.parquet")
     store = None if method == "asof" else bench_store("duckdb" if method == "fast" else method, folder)
     started = time.perf_counter()
@@ -216,7 +219,7 @@ def same_values(answer: pd.DataFrame, reference: pd.DataFrame) -> bool:
 
 
 NAMES = {"asof": "DuckDB ASOF JOIN by hand (the limit)", "duckdb": "Feast DuckDB offline store",
-         "fast": "get_training_set (integration repo)",
+         "fast": "get_training_set (hamilton_feast)",
          "file": "Feast file offline store"}
 
 
@@ -264,14 +267,6 @@ def wait_for(ready, what: str, timeout_s: float = 90) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{what} did not come up in {timeout_s} s")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def bench_online(folder: Path) -> None:
