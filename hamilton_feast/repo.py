@@ -87,50 +87,56 @@ class Repo:
         self.path = folder.parent if folder.is_file() else folder
         self.feature_store_yaml = feature_store_yaml
         settings = self._read_settings()
-        store_config = yaml.safe_load((self.path / feature_store_yaml).read_text())
-        self.project = store_config["project"]
+        self.project = yaml.safe_load((self.path / feature_store_yaml).read_text())["project"]
         if str(self.path) not in sys.path:
             sys.path.insert(0, str(self.path))
         self.modules = [_import(self.path, name) for name in settings["modules"]]
+        tables = {table: saved_tables.saver_name(table) for table in settings.get("saved_tables") or {}}
         self.saved_table_paths = {  # saver node -> file
-            saved_tables.saver_name(table): (self.path / path).resolve()
-            for table, path in (settings.get("saved_tables") or {}).items()
+            saver: (self.path / settings["saved_tables"][table]).resolve() for table, saver in tables.items()
         }
 
+        # The DAG of the repo's own modules: which nodes return Feast objects, what its inputs
+        # are, and (executed, reading no data) the definitions themselves.
         dag = driver.Builder().with_modules(*self.modules).build()
         variables = {v.name: v for v in dag.list_available_variables()}
         self.feast_object_nodes = sorted(
             name for name, v in variables.items()
             if not v.is_external_input and objects.is_feast_object_type(v.type)
         )
-        self.inputs = {
-            "project_name": self.project,
-            "repo_path": str(self.path),
-            "feature_store_yaml": feature_store_yaml,
-        }
-        for name, value in (settings.get("inputs") or {}).items():
-            if name not in variables or not variables[name].is_external_input:
-                raise ValueError(
-                    f"{SETTINGS_FILE} input {name!r} is used by no function of the DAG; expected "
-                    f"one of: {', '.join(sorted(n for n, v in variables.items() if v.is_external_input))}"
-                )
-            self.inputs[name] = _converted(name, value, variables[name].type, self.path)
-
+        self.inputs = self._inputs(settings.get("inputs") or {}, variables)
         definitions = dag.execute(
             self.feast_object_nodes, inputs={**self.inputs, **self.saved_tables_as_configured()}
         )
         # Refuse broken definitions (another project, an unknown entity) before anything runs.
         objects.repo_contents(definitions.values(), self.project)
+
         # The module of the saved tables' nodes, for the driver: .with_modules(repo.saved_tables)
         self.saved_tables = saved_tables.module({
-            table: (self.saved_table_paths[saved_tables.saver_name(table)],
-                    self._columns(saved_tables.saver_name(table), definitions, variables))
-            for table in (settings.get("saved_tables") or {})
+            table: (self.saved_table_paths[saver], self._columns(saver, definitions, variables))
+            for table, saver in tables.items()
         })
         self.lineage = None
         if settings.get("tag_code_versions", True):
             full_dag = driver.Builder().with_modules(*self.modules, self.saved_tables).build()
             self.lineage = Lineage(full_dag, definitions, code_dir=self.path)
+
+    def _inputs(self, settings: dict, variables: dict) -> dict:
+        """The DAG's inputs: the repo's own, then settings.yaml's, as the DAG's types."""
+        inputs = {
+            "project_name": self.project,
+            "repo_path": str(self.path),
+            "feature_store_yaml": self.feature_store_yaml,
+        }
+        expected = sorted(name for name, v in variables.items() if v.is_external_input)
+        for name, value in settings.items():
+            if name not in expected:
+                raise ValueError(
+                    f"{SETTINGS_FILE} input {name!r} is used by no function of the DAG; expected "
+                    f"one of: {', '.join(expected)}"
+                )
+            inputs[name] = _converted(name, value, variables[name].type, self.path)
+        return inputs
 
     def _read_settings(self) -> dict:
         path = self.path / SETTINGS_FILE
