@@ -4,6 +4,7 @@ its data and registers its objects (and the integration repo runs its notebook).
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,11 +26,16 @@ def readme_install_line() -> str:
 
 @pytest.fixture(scope="module")
 def python(tmp_path_factory) -> Path:
-    """The Python of a new virtual environment where only the README's line was run."""
-    venv = tmp_path_factory.mktemp("one_folder") / "venv"
+    """The Python of a new virtual environment where only the README's line was run, in a clean
+    copy of the project (pip builds in the folder it installs from)."""
+    folder = tmp_path_factory.mktemp("one_folder")
+    project = folder / "project"
+    shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "data", "__pycache__", ".pytest_cache"))
+    venv = folder / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     command = shlex.split(readme_install_line())
-    result = subprocess.run([str(venv / "bin" / "python"), "-m", *command, "--quiet"], cwd=ROOT,
+    result = subprocess.run([str(venv / "bin" / "python"), "-m", *command, "--quiet"], cwd=project,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     return venv / "bin" / "python"
