@@ -130,7 +130,10 @@ def feature_fields(view: str, *modules) -> list[Field]:
     """
     nodes = driver.Builder().with_modules(*modules).build().list_available_variables()
     tagged = [node for node in nodes if node.tags.get(VIEW_TAG) == view]
-    tagged.sort(key=lambda node: (modules.index(inspect.getmodule(node.originating_functions[0])),
+    # In the modules' order, then in each module's; a function's globals are its module's
+    # namespace (another module of the same name may be in sys.modules).
+    position = {id(vars(module)): index for index, module in enumerate(modules)}
+    tagged.sort(key=lambda node: (position[id(node.originating_functions[0].__globals__)],
                                   node.originating_functions[0].__code__.co_firstlineno))
     fields = []
     for node in tagged:

@@ -4,6 +4,7 @@ around a run (progress bar, notices, pictures) do what they say."""
 
 import sys
 import textwrap
+import types
 import warnings
 from datetime import timedelta
 
@@ -172,6 +173,15 @@ def c_elsewhere(a: pd.Series) -> pd.Series:
     fields = objects.feature_fields("v", module)
     assert [(f.name, str(f.dtype), f.description) for f in fields] == [
         ("b_share", "Float64", "Share of it."), ("a_flag", "Bool", "Whether it is positive.")]  # module order
+
+
+def test_feature_fields_read_the_module_given_even_if_another_of_its_name_is_loaded(tmp_path, monkeypatch):
+    """Two repos' modules share names (trip_features...); one process may load both."""
+    body = HEADER + '@tag(feast_view="v")\n@check_output(data_type=np.int64, importance="fail")\n' \
+        'def only_here(a: pd.Series) -> pd.Series:\n    """Only in this module."""\n    return a\n'
+    module = features_module(tmp_path, body)
+    monkeypatch.setitem(sys.modules, module.__name__, types.ModuleType(module.__name__))  # another of that name
+    assert [f.name for f in objects.feature_fields("v", module)] == ["only_here"]
 
 
 @pytest.mark.parametrize("body, message", [
