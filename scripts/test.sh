@@ -7,7 +7,8 @@ source scripts/ensure-system-packages.sh graphviz:dot redis-server:redis-server
 source scripts/setup-env.sh test
 work_tree_state() { git status --porcelain --untracked-files=all 2>/dev/null; git diff 2>/dev/null | sha256sum; }
 before="$(work_tree_state)"
-python -m pytest "$@"
+# Two workers: most tests wait on a Feast or Hamilton subprocess, and this machine has 2 cores.
+python -m pytest -n 2 "$@"
 if [ "$before" != "$(work_tree_state)" ]; then
     echo "error: the test run changed files in the work tree:" >&2
     git status --porcelain --untracked-files=all >&2
