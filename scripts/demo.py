@@ -7,7 +7,6 @@ the way its README says (`feast apply`, or its apply script); the rest happens i
 process, since every `feast` command would pay for importing Feast again.
 """
 
-import os
 import subprocess
 import sys
 import time
@@ -19,10 +18,18 @@ from nbclient import NotebookClient
 
 from feast import FeatureStore
 from feast.data_source import PushMode
-from hamilton_feast.notices import ON_DEMAND_NOTICE, known_notices_hidden
+from hamilton_feast.notices import IBIS_DUCKDB_NOTICE, ON_DEMAND_NOTICE, known_notices_hidden
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The `feast` command (its entry point is feast.cli.cli:cli) with the known notices hidden.
+FEAST_CLI = (
+    "import warnings\n"
+    "from feast.cli.cli import cli\n"
+    f"warnings.filterwarnings('ignore', message={ON_DEMAND_NOTICE!r}, category=RuntimeWarning)\n"
+    f"warnings.filterwarnings('ignore', message={IBIS_DUCKDB_NOTICE!r}, category=DeprecationWarning)\n"
+    "cli(prog_name='feast')\n"
+)
 # repo folder -> the command that registers its objects, run inside the folder
 REGISTER_COMMANDS = {
     "default_feature_store": ["feast", "apply"],
@@ -39,12 +46,13 @@ def run_in(repo_dir: Path, command: list[str]) -> None:
     are those of this environment."""
     shown = " ".join("python" if c == sys.executable else c for c in command)
     print(f"$ (cd {repo_dir.name} && {shown})", flush=True)
-    env = dict(os.environ)
-    if command[0] in ("feast", "hamilton-feast"):
+    if command[0] == "feast":
+        # Feast's own command line, with its notice about on-demand views hidden: Feast sets its
+        # warning filters when imported, so the filter is added after that, in the same process.
+        command = [sys.executable, "-c", FEAST_CLI, *command[1:]]
+    elif command[0] == "hamilton-feast":
         command = [str(Path(sys.executable).parent / command[0]), *command[1:]]
-        # Feast's CLI prints its notice about on-demand views on every apply; only that one is hidden.
-        env["PYTHONWARNINGS"] = f"ignore:{ON_DEMAND_NOTICE}:RuntimeWarning"
-    subprocess.run(command, cwd=repo_dir, check=True, env=env)
+    subprocess.run(command, cwd=repo_dir, check=True)
 
 
 def training_set(store: FeatureStore, now: pd.Timestamp) -> pd.DataFrame:
