@@ -34,7 +34,7 @@ import generate_data  # noqa: E402  (the integration repo's generator)
 from hamilton import driver  # noqa: E402
 
 from hamilton_feast import Repo, training_sets  # noqa: E402
-from hamilton_feast.testing import free_port  # noqa: E402
+from hamilton_feast.testing import free_port, wait_until  # noqa: E402
 
 INTEGRATION = Repo(REPO)
 raw_data, trip_features = (next(m for m in INTEGRATION.modules if m.__name__ == name)
@@ -257,18 +257,6 @@ def percentiles_ms(read, repeats: int = 300) -> tuple[float, float]:
     return float(p50), float(p99)
 
 
-def wait_for(ready, what: str, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if ready():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} did not come up in {timeout_s} s")
-
-
 def bench_online(folder: Path) -> None:
     """SDK reads from sqlite and Redis, and HTTP reads from `feast serve`, of the integration
     repo's 11 stored features for 1 and 100 drivers."""
@@ -318,7 +306,8 @@ def bench_online(folder: Path) -> None:
                                "--port", str(port), "--workers", "1"], cwd=repo, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: urllib.request.urlopen(base + "/health", timeout=2).status == 200, "feast serve")
+        wait_until(lambda: urllib.request.urlopen(base + "/health", timeout=2).status == 200, "feast serve",
+                   timeout_s=90)
         for n in (1, 100):
             body = json.dumps({"features": references, "entities": {"driver_id": drivers[:n]}}).encode()
 

@@ -10,6 +10,7 @@ Its config comes from `hamilton_feast.Repo(...).config`: which nodes return Feas
 """
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -25,7 +26,7 @@ from hamilton_feast.read_only import store_that_writes_nothing
 
 def feature_store(repo_path: str, feature_store_yaml: str) -> FeatureStore:
     """The Feast feature store of the repo, as its feature_store.yaml (or the file named) configures it."""
-    return FeatureStore(repo_path=repo_path, fs_yaml_file=f"{repo_path}/{feature_store_yaml}")
+    return FeatureStore(repo_path=repo_path, fs_yaml_file=Path(repo_path) / feature_store_yaml)
 
 
 @resolve(
