@@ -23,7 +23,8 @@ def saver_name(table: str) -> str:
 
 def _table_function(table: str, columns: list[str]):
     def build(**values: pd.Series) -> pd.DataFrame:
-        return pd.DataFrame({column: values[column] for column in columns})
+        # The columns as they are, side by side (no copy into one block per dtype).
+        return pd.DataFrame({column: values[column] for column in columns}, copy=False)
 
     build.__name__ = build.__qualname__ = table
     build.__doc__ = (

@@ -52,7 +52,8 @@ def raw_trips(raw_trips_path: Path) -> tuple[pd.DataFrame, dict]:
     if trips.empty:
         problems.append("it has no rows; expected at least one trip")
     if not problems:
-        for column, nans in trips[list(RAW_TRIP_SCHEMA)].isna().sum().items():
+        for column in RAW_TRIP_SCHEMA:
+            nans = int(trips[column].isna().sum())
             if nans:
                 problems.append(f"column '{column}' has {nans} missing values; expected none")
         if (trips["trip_dist"] < 0).any():
@@ -72,7 +73,12 @@ def raw_trips(raw_trips_path: Path) -> tuple[pd.DataFrame, dict]:
 @extract_columns(*RAW_TRIP_SCHEMA)
 def trips(raw_trips: pd.DataFrame) -> pd.DataFrame:
     """Raw trips in event-time order (a stable sort), indexed 0..n-1; every feature shares this index."""
-    ordered = raw_trips[list(RAW_TRIP_SCHEMA)].sort_values("event_timestamp", kind="stable")
-    ordered["event_timestamp"] = ordered["event_timestamp"].dt.tz_convert("UTC")
-    ordered["created"] = ordered["created"].dt.tz_convert("UTC")
-    return ordered.reset_index(drop=True)
+    columns = {column: raw_trips[column] for column in RAW_TRIP_SCHEMA}  # no copy of the data
+    for column in ("event_timestamp", "created"):
+        columns[column] = columns[column].dt.tz_convert("UTC")
+    ordered = pd.DataFrame(columns, copy=False)
+    if not ordered["event_timestamp"].is_monotonic_increasing:
+        ordered = ordered.sort_values("event_timestamp", kind="stable")
+    if not ordered.index.equals(pd.RangeIndex(len(ordered))):
+        ordered = ordered.reset_index(drop=True)
+    return ordered

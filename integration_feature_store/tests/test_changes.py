@@ -94,15 +94,14 @@ def test_a_field_derives_from_its_own_transforms_and_the_private_helpers_they_ca
     assert {
         "trip_features.driver_trip_dist_mean_3h",
         "trip_features.driver_trip_dist_3h",
-        "trip_features._rolling_by_driver",
-        "trip_features._sliding_extreme",
         "raw_data.raw_trips",
+        "raw_data._schema_problems",  # a private helper the loader calls by name
         "raw_data.trips",
         "feast_objects.driver_trip_stats",
     } <= mean_3h
     assert not mean_3h & {"trip_features.month", "trip_features.trip_dist_pct_rank_3h_all_drivers"}
     month = set(repo.lineage.features[("driver_trip_stats", "month")].functions)
-    assert "trip_features._rolling_by_driver" not in month
+    assert "trip_features.driver_trip_dist_3h" not in month
 
 
 def test_each_view_is_tagged_with_the_fingerprints_of_exactly_its_code(repo):
@@ -113,7 +112,7 @@ def test_each_view_is_tagged_with_the_fingerprints_of_exactly_its_code(repo):
         "raw_data.raw_trips", "raw_data._schema_problems", "raw_data.trips",
         *(f"trip_features.{name}" for name in [
             *CALENDAR_FEATURES, "trip_dist_pct_rank_3h_all_drivers", *PER_DRIVER_FEATURES,
-            "driver_trip_dist_3h", "driver_trip_dist_24h", "_rolling_by_driver", "_sliding_extreme"]),
+            "driver_trip_dist_3h", "driver_trip_dist_24h"]),
         "feast_objects.driver", "feast_objects.driver_trip_features_source",
         "feast_objects.driver_trip_features_push_source", "feast_objects.driver_trip_stats",
     }
@@ -132,14 +131,14 @@ def test_a_fingerprint_follows_the_code_not_its_docstring(tmp_path):
     before = fingerprints(repo_dir)
     edit(repo_dir / "trip_features.py", '"""Month of the trip, UTC (January=1)."""',
          '"""Month of the trip in UTC, January being 1."""')
-    edit(repo_dir / "trip_features.py", "    order = np.argsort(", "    # sorted by driver\n    order = np.argsort(")
+    edit(repo_dir / "raw_data.py", "    problems = []\n", "    problems = []  # what is wrong, column by column\n")
     assert fingerprints(repo_dir) == before
     edit(repo_dir / "trip_features.py", 'return event_timestamp.dt.month.astype("int64")',
          'return (event_timestamp.dt.month % 12 + 1).astype("int64")')
-    edit(repo_dir / "trip_features.py", "stride = len(times) + 1", "stride = len(times) + 2")
+    edit(repo_dir / "raw_data.py", "is missing; expected {expected}", "is not there; expected {expected}")
     after = fingerprints(repo_dir)
     changed = {name for name in before if before[name] != after[name]}
-    assert changed == {"trip_features.month", "trip_features._rolling_by_driver"}
+    assert changed == {"trip_features.month", "raw_data._schema_problems"}
 
 
 def test_lineage_command_answers_both_directions(tmp_path):
@@ -147,10 +146,10 @@ def test_lineage_command_answers_both_directions(tmp_path):
     table = tool(repo_dir, "lineage")
     pct_rank = "trip_dist_pct_rank_3h_all_drivers  raw_trips.event_timestamp, raw_trips.trip_dist"
     assert pct_rank in table
-    reverse = tool(repo_dir, "lineage", "month", "rider_rating", "_rolling_by_driver")
+    reverse = tool(repo_dir, "lineage", "month", "rider_rating", "driver_trip_dist_3h")
     assert "trip_features.month feeds\n  driver_trip_stats: month (1 of 11 fields)\n" in reverse
     assert "raw_trips.rider_rating feeds no feature" in reverse
-    assert f"driver_trip_stats: {', '.join(PER_DRIVER_FEATURES)} (6 of 11 fields)" in reverse
+    assert f"driver_trip_stats: {', '.join(PER_DRIVER_FEATURES[:4])} (4 of 11 fields)" in reverse
     assert f"trip_request_features: {', '.join(ON_DEMAND_FIELDS)} (all 4 fields)" in reverse
 
 
@@ -231,20 +230,18 @@ def test_a_changed_transform_reports_and_refreshes_exactly_its_dependent_views(a
     assert "nothing changed." in tool(applied, "changes", "--check")
 
 
-def test_an_edit_inside_a_window_helper_is_seen_and_refreshed(applied):
-    """_sliding_extreme is no node: only the helper-following fingerprints see it. Its edit
-    (max and min over one trip fewer) reaches exactly the two fields computed with it."""
+def test_an_edit_inside_a_private_helper_is_seen_and_refreshed(applied):
+    """_schema_problems is no node: only the helper-following fingerprints see it. Everything
+    stored derives from the raw trips it checks; the on-demand view's inputs with them."""
     table = applied / FEATURE_TABLE
     before = pd.read_parquet(table)
-    edit(applied / "trip_features.py",
-         "result[rows] = reduce(level[start[rows]], level[rows - (1 << k) + 1])",
-         "result[rows] = reduce(level[np.minimum(start[rows] + 1, rows)], level[rows - (1 << k) + 1])")
+    edit(applied / "raw_data.py", "is missing; expected {expected}", "is not there; expected {expected}")
     output = tool(applied, "changes", "--check", exit_code=CHANGED)
     assert (
         "driver_trip_stats: changed\n"
-        "  code changed: trip_features._sliding_extreme\n"
-        "  fields affected: driver_trip_dist_mean_3h, driver_trip_dist_max_3h, driver_trip_dist_min_3h, "
-        "driver_trips_3h, driver_trip_dist_mean_24h, driver_trips_24h (6 of 11)\n"
+        "  code changed: raw_data._schema_problems\n"
+        "  fields affected: day_of_week, is_weekend, month, hour_of_day, trip_dist_pct_rank_3h_all_drivers, "
+        f"{', '.join(PER_DRIVER_FEATURES)} (11 of 11)\n"
     ) in output
     # The on-demand view reads driver_trip_dist_mean_3h: its inputs changed, not its code.
     assert (
@@ -253,9 +250,7 @@ def test_an_edit_inside_a_window_helper_is_seen_and_refreshed(applied):
     ) in output
     output = tool(applied, "changes", "--refresh")
     assert "Recomputing: saved_driver_trip_features (for driver_trip_stats)" in output
-    after = pd.read_parquet(table)
-    changed = [c for c in before.columns if not before[c].equals(after[c])]
-    assert set(changed) <= {"driver_trip_dist_max_3h", "driver_trip_dist_min_3h"} and changed
+    pd.testing.assert_frame_equal(pd.read_parquet(table), before)  # the same data, recomputed
     assert "nothing changed." in tool(applied, "changes", "--check")
 
 
