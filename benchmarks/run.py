@@ -5,7 +5,9 @@
 
 Measured, each as a ratio taken in the same run:
 1. transforms: the integration DAG through the Hamilton driver vs the same functions called by
-   hand, and the rolling 3 h percentile rank's throughput;
+   hand, and the rolling 3 h percentile rank's throughput; then the whole DAG from raw file to
+   saved table per node at 1M and 10M trips (500 drivers, 30 days), with the growth and the peak
+   memory of each size's process;
 2. training sets: Feast's DuckDB offline store (the integration repo's) and file offline store
    (the template's; at 10k rows only: at 100k it was killed for memory) and the integration
    repo's get_training_set vs a hand-written DuckDB ASOF JOIN with the same semantics, the
@@ -114,6 +116,68 @@ def bench_transforms(trips: int, repeats: int) -> None:
         trip_table["trip_dist"], trip_table["event_timestamp"]), repeats)
     record("transforms", f"{label}: rolling 3h percentile rank alone", rank,
            f"{trips / rank / 1e6:.2f} M rows/s")
+
+
+# --- 1b. scale: the whole DAG per node, at 1M and 10M trips --------------------------------
+
+SCALE_NODES = ["raw_trips.loader", "trips", "day_of_week_raw", "month_raw", "hour_of_day_raw",
+               "trip_dist_pct_rank_3h_all_drivers_raw", "driver_trip_dist_3h", "driver_trip_dist_24h",
+               "driver_trip_features", "saved_driver_trip_features"]
+
+
+def scale_child(raw_path: Path, repeats: int) -> None:
+    """In a fresh process: the integration DAG from the raw file to the saved table (load,
+    transforms, checks, save), `repeats` times; print the median seconds per node and in all,
+    and the process's peak memory, as JSON."""
+    from hamilton.lifecycle import NodeExecutionHook
+
+    class NodeTimes(NodeExecutionHook):
+        def __init__(self):
+            self.started, self.seconds = {}, {}
+
+        def run_before_node_execution(self, *, node_name, **kwargs):
+            self.started[node_name] = time.perf_counter()
+
+        def run_after_node_execution(self, *, node_name, **kwargs):
+            self.seconds.setdefault(node_name, []).append(time.perf_counter() - self.started[node_name])
+
+    timer = NodeTimes()
+    dr = driver.Builder().with_modules(*INTEGRATION.modules, INTEGRATION.saved_tables).with_adapters(timer).build()
+    inputs = {**INTEGRATION.inputs, "raw_trips_path": raw_path}
+    totals = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        dr.execute(["saved_driver_trip_features"], inputs=inputs)
+        totals.append(time.perf_counter() - started)
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    result = {name: statistics.median(times) for name, times in timer.seconds.items()}
+    print(json.dumps({**result, "TOTAL": statistics.median(totals), "peak_gb": peak_kb / 1024 / 1024}))
+
+
+def bench_scale(folder: Path, sizes: list[int]) -> dict:
+    """Per node and in all, each size in a fresh process (500 drivers, 30 days of trips)."""
+    measured = {}
+    for trips in sizes:
+        raw_path = folder / f"raw_{trips}.parquet"
+        import pyarrow.parquet as pq
+
+        pq.write_table(generate_data.raw_trips(END, days=30, trips=trips, drivers=500), raw_path)
+        out = subprocess.run([sys.executable, __file__, "--scale-child", str(raw_path), "3"],
+                             capture_output=True, text=True, check=True).stdout
+        measured[trips] = json.loads(out.strip().splitlines()[-1])
+        raw_path.unlink()
+    smallest, largest = sizes[0], sizes[-1]
+    for name in SCALE_NODES + ["TOTAL"]:
+        for trips in sizes:
+            note = ""
+            if trips == largest and trips != smallest:
+                note = f"x{measured[largest][name] / measured[smallest][name]:.1f} of {smallest / 1e6:g}M"
+            if name == "TOTAL":
+                note += f"{', ' if note else ''}peak {measured[trips]['peak_gb']:.2f} GB"
+            label = "whole DAG (load, transforms, checks, save)" if name == "TOTAL" else f"node {name}"
+            record("scale", f"{trips / 1e6:g}M trips: {label}", measured[trips][name], note)
+    return measured
 
 
 # --- 2. training sets ----------------------------------------------------------------------
@@ -330,6 +394,9 @@ def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         child(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]))
         return
+    if len(sys.argv) == 4 and sys.argv[1] == "--scale-child":
+        scale_child(Path(sys.argv[2]), int(sys.argv[3]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", action="store_true", help="also 10M trips and 1M entity rows")
     args = parser.parse_args()
@@ -338,6 +405,9 @@ def main() -> None:
     bench_transforms(1_000_000, repeats=5)
     if args.large:
         bench_transforms(10_000_000, repeats=1)
+    print("1b. scale: the whole DAG per node (median of 3 runs in a fresh process per size)")
+    with tempfile.TemporaryDirectory() as folder:
+        bench_scale(Path(folder), [1_000_000, 10_000_000])
     print("2. training sets (one fresh process each; peak = max RSS of that process)")
     with tempfile.TemporaryDirectory() as folder:
         sizes = [10_000, 100_000] + ([1_000_000] if args.large else [])

@@ -68,7 +68,9 @@ def _group_windows(times, values, codes, groups, width, extremes, threads):
         for code in codes:
             starts[code + 1] += 1
     starts = np.cumsum(starts)
-    high, low = np.empty(n if extremes else 0, np.int64), np.empty(n if extremes else 0, np.int64)
+    queued = n if extremes else 0  # queue entries: a row and its value, side by side
+    high, low = np.empty(queued, np.int64), np.empty(queued, np.int64)
+    high_values, low_values = np.empty(queued), np.empty(queued)
     for thread in numba.prange(threads):
         window_sum, window_count = np.zeros(groups), np.zeros(groups, np.int64)
         high_head, high_tail = starts[:-1].copy(), starts[:-1].copy()  # queues of row numbers
@@ -94,16 +96,16 @@ def _group_windows(times, values, codes, groups, width, extremes, threads):
             count[row] = window_count[group]
             mean[row] = window_sum[group] / window_count[group]
             if extremes:
-                while high_tail[group] > high_head[group] and values[high[high_tail[group] - 1]] <= values[row]:
+                while high_tail[group] > high_head[group] and high_values[high_tail[group] - 1] <= values[row]:
                     high_tail[group] -= 1
-                high[high_tail[group]] = row
+                high[high_tail[group]], high_values[high_tail[group]] = row, values[row]
                 high_tail[group] += 1
-                while low_tail[group] > low_head[group] and values[low[low_tail[group] - 1]] >= values[row]:
+                while low_tail[group] > low_head[group] and low_values[low_tail[group] - 1] >= values[row]:
                     low_tail[group] -= 1
-                low[low_tail[group]] = row
+                low[low_tail[group]], low_values[low_tail[group]] = row, values[row]
                 low_tail[group] += 1
-                largest[row] = values[high[high_head[group]]]
-                smallest[row] = values[low[low_head[group]]]
+                largest[row] = high_values[high_head[group]]
+                smallest[row] = low_values[low_head[group]]
     return mean, count, largest, smallest
 
 
