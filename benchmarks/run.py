@@ -8,6 +8,8 @@ Measured, each as a ratio taken in the same run:
    hand, and the rolling 3 h percentile rank's throughput; then the whole DAG from raw file to
    saved table per node at 1M and 10M trips (500 drivers, 30 days), with the growth and the peak
    memory of each size's process;
+   and the same saved table computed by Spark in local mode on 1 and 2 cores (100k, 1M, 10M
+   trips), with what the partitioning predicts for more executor cores (an estimate);
 2. training sets: Feast's DuckDB offline store (the integration repo's) and file offline store
    (the template's; at 10k rows only: at 100k it was killed for memory) and the integration
    repo's get_training_set vs a hand-written DuckDB ASOF JOIN with the same semantics, the
@@ -178,6 +180,77 @@ def bench_scale(folder: Path, sizes: list[int]) -> dict:
             label = "whole DAG (load, transforms, checks, save)" if name == "TOTAL" else f"node {name}"
             record("scale", f"{trips / 1e6:g}M trips: {label}", measured[trips][name], note)
     return measured
+
+
+# --- 1c. the same DAG on Spark, local mode -------------------------------------------------
+
+SPARK_MASTERS = ["local[1]", "local[2]"]
+
+
+def spark_child(raw_path: Path, master: str, repeats: int) -> None:
+    """In a fresh process: a copy of the integration repo with feature_store.spark.yaml pointed
+    at `master`; the JVM's start, then the saved table computed and written by Spark `repeats`
+    times (the first of them pays Spark's warm-up); print the times as JSON."""
+    from hamilton_feast import spark as on_spark
+    from hamilton_feast.testing import copy_repo
+
+    from feast import FeatureStore
+
+    with tempfile.TemporaryDirectory() as folder:
+        repo_dir = copy_repo(REPO, Path(folder))
+        config = repo_dir / "feature_store.spark.yaml"
+        config.write_text(config.read_text().replace('"local[2]"', f'"{master}"'))
+        (repo_dir / "data").mkdir()
+        (repo_dir / "data" / "raw_trips.parquet").symlink_to(raw_path)
+        started = time.perf_counter()
+        store = FeatureStore(repo_path=str(repo_dir), fs_yaml_file=config)
+        on_spark.session(store)
+        session_start = time.perf_counter() - started
+        repo = Repo(repo_dir, "feature_store.spark.yaml")
+        dr = driver.Builder().with_modules(*repo.modules, repo.saved_tables).with_config(repo.hamilton_config).build()
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            dr.execute(["saved_driver_trip_features"], inputs={**repo.inputs, "feature_store": store})
+            times.append(time.perf_counter() - started)
+    print(json.dumps({"session_start": session_start, "first": times[0], "warm": statistics.median(times[1:])}))
+
+
+def bench_spark(folder: Path, sizes: list[int], one_process: dict) -> None:
+    """The saved table on Spark (local[1] and local[2], a fresh process each) beside the one-process
+    run of the same size; then what the partitioning predicts for N machines."""
+    measured = {}
+    for trips in sizes:
+        raw_path = folder / f"raw_{trips}.parquet"
+        import pyarrow.parquet as pq
+
+        pq.write_table(generate_data.raw_trips(END, days=30, trips=trips, drivers=500), raw_path)
+        if trips not in one_process:
+            out = subprocess.run([sys.executable, __file__, "--scale-child", str(raw_path), "3"],
+                                 capture_output=True, text=True, check=True).stdout
+            one_process[trips] = json.loads(out.strip().splitlines()[-1])
+        label = f"{trips / 1e6:g}M trips"
+        alone = one_process[trips]["TOTAL"]
+        record("spark", f"{label}: one process (load, transforms, checks, save)", alone)
+        for master in SPARK_MASTERS:
+            out = subprocess.run([sys.executable, __file__, "--spark-child", str(raw_path), master, "3"],
+                                 capture_output=True, text=True, check=True).stdout
+            measured[trips, master] = json.loads(out.strip().splitlines()[-1])
+            warm = measured[trips, master]["warm"]
+            record("spark", f"{label}: Spark {master}, warm (same table)", warm,
+                   f"x{warm / alone:.1f} of one process; first run {measured[trips, master]['first']:.1f}, "
+                   f"JVM start {measured[trips, master]['session_start']:.1f}")
+        raw_path.unlink()
+    # Amdahl's law through the two measured points: T(n) = serial + parallel / n, n executor cores.
+    largest = sizes[-1]
+    t1, t2 = measured[largest, "local[1]"]["warm"], measured[largest, "local[2]"]["warm"]
+    parallel = 2 * (t1 - t2)
+    serial = t1 - parallel
+    ranges = 30 // 4 + 1  # 30 days in ranges of 4 days: at most this many tasks run at once
+    for cores in (4, 8, 16):
+        predicted = serial + parallel / min(cores, ranges)
+        record("spark", f"{largest / 1e6:g}M trips: {cores} executor cores, PREDICTED", predicted,
+               f"estimate: {serial:.1f} s serial + {parallel:.1f} s / min(cores, {ranges} time ranges)")
 
 
 # --- 2. training sets ----------------------------------------------------------------------
@@ -397,24 +470,39 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--scale-child":
         scale_child(Path(sys.argv[2]), int(sys.argv[3]))
         return
+    if len(sys.argv) == 5 and sys.argv[1] == "--spark-child":
+        spark_child(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", action="store_true", help="also 10M trips and 1M entity rows")
+    parser.add_argument("--only", choices=["transforms", "scale", "spark", "training", "online"], action="append",
+                        help="run only these sections (repeatable)")
     args = parser.parse_args()
+    wanted = lambda section: not args.only or section in args.only
 
-    print("1. transforms (median of 5 interleaved runs; 10M: 1 run)")
-    bench_transforms(1_000_000, repeats=5)
-    if args.large:
-        bench_transforms(10_000_000, repeats=1)
-    print("1b. scale: the whole DAG per node (median of 3 runs in a fresh process per size)")
-    with tempfile.TemporaryDirectory() as folder:
-        bench_scale(Path(folder), [1_000_000, 10_000_000])
-    print("2. training sets (one fresh process each; peak = max RSS of that process)")
-    with tempfile.TemporaryDirectory() as folder:
-        sizes = [10_000, 100_000] + ([1_000_000] if args.large else [])
-        bench_retrieval(Path(folder), sizes, file_store_sizes=[10_000])
-    print("3. online reads (300 sequential reads after one warm-up; p50 in the seconds column)")
-    with tempfile.TemporaryDirectory() as folder:
-        bench_online(Path(folder))
+    if wanted("transforms"):
+        print("1. transforms (median of 5 interleaved runs; 10M: 1 run)")
+        bench_transforms(1_000_000, repeats=5)
+        if args.large:
+            bench_transforms(10_000_000, repeats=1)
+    one_process = {}
+    if wanted("scale"):
+        print("1b. scale: the whole DAG per node (median of 3 runs in a fresh process per size)")
+        with tempfile.TemporaryDirectory() as folder:
+            one_process = bench_scale(Path(folder), [1_000_000, 10_000_000])
+    if wanted("spark"):
+        print("1c. Spark, local mode (needs the spark extra and Java 17; a fresh process per case)")
+        with tempfile.TemporaryDirectory() as folder:
+            bench_spark(Path(folder), [100_000, 1_000_000, 10_000_000], one_process)
+    if wanted("training"):
+        print("2. training sets (one fresh process each; peak = max RSS of that process)")
+        with tempfile.TemporaryDirectory() as folder:
+            sizes = [10_000, 100_000] + ([1_000_000] if args.large else [])
+            bench_retrieval(Path(folder), sizes, file_store_sizes=[10_000])
+    if wanted("online"):
+        print("3. online reads (300 sequential reads after one warm-up; p50 in the seconds column)")
+        with tempfile.TemporaryDirectory() as folder:
+            bench_online(Path(folder))
 
     print("\n| section | case | seconds | notes |\n| --- | --- | ---: | --- |")
     for section, case, seconds, note in ROWS:

@@ -2,12 +2,26 @@
 
 - `Repo`: a repo's settings.yaml and what its DAG derives from it (repo.py);
 - `feast_operations`: Feast's plan, apply, materialize and retrieval as Hamilton nodes;
-- `feature_fields`, `udf_fields`, `udf_source`: the parts of Feast objects the DAG's functions declare (objects.py);
-- lineage, change detection, OpenLineage, pictures and fast training sets, behind the
+- `feature_fields`, `udf_fields`, `udf_source`: the parts of Feast objects the DAG's functions
+  declare (objects.py);
+- `windows`: trailing time windows in linear time on every core;
+- lineage, change detection, OpenLineage, pictures, fast training sets and Spark, behind the
   `hamilton-feast` command (cli.py).
+
+Names are imported when first used, so that importing one module (such as `windows`, in a Spark
+worker or a repo's feature module) does not import Feast.
 """
 
-from hamilton_feast.objects import feature_fields, udf_fields, udf_source
-from hamilton_feast.repo import Repo
+import importlib
 
-__all__ = ["Repo", "feature_fields", "udf_fields", "udf_source"]
+_NAMES = {"Repo": "repo", "feature_fields": "objects", "udf_fields": "objects", "udf_source": "objects"}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"hamilton_feast.{_NAMES[name]}"), name)
+    try:
+        return importlib.import_module(f"hamilton_feast.{name}")
+    except ModuleNotFoundError:
+        raise AttributeError(f"module 'hamilton_feast' has no attribute {name!r}") from None

@@ -10,11 +10,20 @@ settings.yaml (beside feature_store.yaml, which keeps the infrastructure):
     saved_tables:                                        # table node -> the file it is saved to
       driver_trip_features: data/driver_trip_features.parquet
     tag_code_versions: true                              # the default
+    spark:                                               # when the offline store is Spark
+      saved_tables: {driver_trip_features: data/spark/driver_trip_features}
+      time_partitions: 4 days
+      window_overlap: 1 day
 
 An input is converted to the type the function using it declares: to a `datetime.timedelta`
 from text such as "1 day", to a `pathlib.Path` resolved against this folder; a `str` is passed
 as written (Feast resolves a relative FileSource path against the repo itself). `project_name`,
 `repo_path` and `feature_store_yaml` are inputs too, from the folder and feature_store.yaml.
+
+The Feast configuration (feature_store.yaml, or the file named, or the file Feast's own command
+line was given) chooses the offline store; its type is the Hamilton config `feast_offline_store`,
+for `@config.when` variants such as a SparkSource. With a Spark offline store, the saved tables
+are computed and written by Spark (see spark.py), where the `spark:` section puts them.
 
 A saved table is a node of its own, saved with Hamilton's `@save_to.parquet` by the node
 `saved_<table>`, which returns where it wrote: what a Feast FileSource takes as its argument
@@ -25,22 +34,29 @@ source, each computed by the node of its name: nothing lists them by hand.
 
 import importlib.util
 import json
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 
+import click
 import pandas as pd
 import yaml
 from hamilton import driver
 from hamilton.io.utils import get_file_metadata
 
-from feast import Entity, FeatureView, FileSource, Project
+from feast import Entity, FeatureView, Project
+from feast.constants import FEAST_FS_YAML_FILE_PATH_ENV_NAME
+from feast.data_source import DataSource
 from hamilton_feast import feast_operations, objects, saved_tables
 from hamilton_feast.lineage import CODE_VERSIONS_TAG, GRAPH_VERSION_TAG, Lineage
+from hamilton_feast.notices import known_notices_hidden
 
 SETTINGS_FILE = "settings.yaml"
-SETTINGS_KEYS = {"modules", "inputs", "saved_tables", "tag_code_versions"}
+SETTINGS_KEYS = {"modules", "inputs", "saved_tables", "tag_code_versions", "spark"}
+SPARK_KEYS = {"saved_tables", "time_partitions", "window_overlap"}
+DEFAULT_FEATURE_STORE_YAML = "feature_store.yaml"
 POWER_USER_MODE = "hamilton.enable_power_user_mode"  # for @resolve in feast_operations
 
 
@@ -78,47 +94,71 @@ def _converted(name: str, value, typ, folder: Path):
     return value
 
 
+def _feature_store_yaml_in_use() -> str:
+    """The store configuration Feast's command line was given (`feast -f FILE apply`), if it is
+    running, or the one Feast's environment variable names; else the default."""
+    context = click.get_current_context(silent=True)
+    chosen = (context.obj or {}).get("FS_YAML_FILE") if context is not None else None
+    chosen = chosen or os.environ.get(FEAST_FS_YAML_FILE_PATH_ENV_NAME)
+    return Path(chosen).name if chosen else DEFAULT_FEATURE_STORE_YAML
+
+
 class Repo:
     """The repo in `folder` (a path inside it, such as a script's `__file__`, will do), with the
-    store configuration `feature_store_yaml` of that folder."""
+    store configuration `feature_store_yaml` of that folder (by default, the one in use)."""
 
-    def __init__(self, folder, feature_store_yaml: str = "feature_store.yaml"):
+    def __init__(self, folder, feature_store_yaml: str | None = None):
         folder = Path(folder).resolve()
         self.path = folder.parent if folder.is_file() else folder
-        self.feature_store_yaml = feature_store_yaml
+        self.feature_store_yaml = feature_store_yaml or _feature_store_yaml_in_use()
         settings = self._read_settings()
-        self.project = yaml.safe_load((self.path / feature_store_yaml).read_text())["project"]
+        store = yaml.safe_load((self.path / self.feature_store_yaml).read_text())
+        self.project = store["project"]
+        self.offline_store = (store.get("offline_store") or {}).get("type", "file")
+        on_spark = self.offline_store == "spark"
+        if on_spark and not settings.get("spark"):
+            raise ValueError(
+                f"{self.feature_store_yaml} has a Spark offline store, but {SETTINGS_FILE} has no "
+                f"`spark:` section; expected where Spark saves the tables ({sorted(SPARK_KEYS)})"
+            )
+        table_paths = (settings["spark"] if on_spark else settings).get("saved_tables") or {}
         if str(self.path) not in sys.path:
             sys.path.insert(0, str(self.path))
         self.modules = [_import(self.path, name) for name in settings["modules"]]
-        tables = {table: saved_tables.saver_name(table) for table in settings.get("saved_tables") or {}}
-        self.saved_table_paths = {  # saver node -> file
-            saver: (self.path / settings["saved_tables"][table]).resolve() for table, saver in tables.items()
+        tables = {table: saved_tables.saver_name(table) for table in table_paths}
+        self.saved_table_paths = {  # saver node -> file (or folder, on Spark)
+            saver: (self.path / table_paths[table]).resolve() for table, saver in tables.items()
         }
 
         # The DAG of the repo's own modules: which nodes return Feast objects, what its inputs
         # are, and (executed, reading no data) the definitions themselves.
-        dag = driver.Builder().with_modules(*self.modules).build()
+        dag = driver.Builder().with_modules(*self.modules).with_config(self.hamilton_config).build()
         variables = {v.name: v for v in dag.list_available_variables()}
         self.feast_object_nodes = sorted(
             name for name, v in variables.items()
             if not v.is_external_input and objects.is_feast_object_type(v.type)
         )
         self.inputs = self._inputs(settings.get("inputs") or {}, variables)
-        definitions = dag.execute(
-            self.feast_object_nodes, inputs={**self.inputs, **self.saved_tables_as_configured()}
-        )
+        with known_notices_hidden():
+            definitions = dag.execute(
+                self.feast_object_nodes, inputs={**self.inputs, **self.saved_tables_as_configured()}
+            )
         # Refuse broken definitions (another project, an unknown entity) before anything runs.
         objects.repo_contents(definitions.values(), self.project)
 
-        # The module of the saved tables' nodes, for the driver: .with_modules(repo.saved_tables)
-        self.saved_tables = saved_tables.module({
-            table: (self.saved_table_paths[saver], self._columns(saver, definitions, variables))
-            for table, saver in tables.items()
-        })
+        # The module of the saved tables' nodes, for the driver: .with_modules(repo.saved_tables).
+        # The pandas one also traces the lineage, which runs through the table's columns.
+        columns = {table: self._columns(saver, definitions, variables) for table, saver in tables.items()}
+        local_tables = saved_tables.module(
+            {table: (self.saved_table_paths[saver], columns[table]) for table, saver in tables.items()}
+        )
+        full_dag = (driver.Builder().with_modules(*self.modules, local_tables)
+                    .with_config(self.hamilton_config).build())
+        self.saved_tables = local_tables
+        if on_spark:
+            self.saved_tables = self._spark_tables(settings["spark"], tables, columns, definitions, full_dag)
         self.lineage = None
         if settings.get("tag_code_versions", True):
-            full_dag = driver.Builder().with_modules(*self.modules, self.saved_tables).build()
             self.lineage = Lineage(full_dag, definitions, code_dir=self.path)
 
     def _inputs(self, settings: dict, variables: dict) -> dict:
@@ -150,19 +190,56 @@ class Repo:
             )
         if not settings.get("modules"):
             raise ValueError(f"{path} lists no modules; expected the modules of the Hamilton DAG")
+        unknown = set(settings.get("spark") or {}) - SPARK_KEYS
+        if unknown:
+            raise ValueError(
+                f"{path} has unknown key(s) {sorted(unknown)} under spark:; expected {sorted(SPARK_KEYS)}"
+            )
         return settings
+
+    def _spark_tables(self, settings: dict, tables: dict, columns: dict, definitions: dict, dag) -> ModuleType:
+        """The saved tables' nodes computed by Spark: each runs the modules its columns derive
+        from, from the data loader's file, over ranges of its source's event time."""
+        from hamilton_feast import spark  # pyspark, only where Spark is configured
+
+        for key, least in (("time_partitions", "longer than 0"), ("window_overlap", "0 or longer")):
+            setting = settings.get(key)
+            duration = _converted(f"spark: {key}", setting, timedelta, self.path) if setting else None
+            if duration is None or duration < timedelta(0) or (key == "time_partitions" and not duration):
+                raise ValueError(f"{SETTINGS_FILE} spark: {key} is {setting!r}; expected a duration "
+                                 f"{least}, such as '1 day'")
+        nodes = {node.name: node for node in dag.list_available_variables()}
+        specs = {}
+        for table, saver in tables.items():
+            upstream = dag.what_is_upstream_of(*columns[table])
+            loaders = [n for n in upstream if n.tags.get("hamilton.data_loader") and "." not in n.name]
+            if len(loaders) != 1:
+                raise ValueError(f"saved table {table!r} derives from {len(loaders)} data loaders; "
+                                 "expected one, whose file Spark reads")
+            loader_inputs = [name for name in nodes[f"{loaders[0].name}.loader"].required_dependencies
+                             if isinstance(self.inputs.get(name), Path)]
+            functions = {n.originating_functions[0] for n in upstream if n.originating_functions}
+            module_files = {m.__name__: Path(m.__file__) for m in self.modules
+                            if any(f.__globals__ is vars(m) for f in functions)}
+            source = next(o for o in definitions.values()
+                          if getattr(o, "path", None) == str(self.saved_table_paths[saver]))
+            specs[table] = {"path": self.saved_table_paths[saver], "columns": columns[table],
+                            "modules": module_files, "loader": loaders[0].name,
+                            "loader_input": loader_inputs[0], "time_column": source.timestamp_field}
+        return spark.module(specs, settings)
 
     # --- the saved tables ---
     def _columns(self, node: str, definitions: dict, variables: dict) -> list[str]:
         """The columns of the table saver `node` writes: the keys of the Feast source reading it,
         then the fields of the views reading that source."""
         path = str(self.saved_table_paths[node])
-        sources = [o for o in definitions.values() if isinstance(o, FileSource) and o.path == path]
+        sources = [o for o in definitions.values()
+                   if isinstance(o, DataSource) and getattr(o, "path", None) == path]
         views = [o for o in definitions.values()
                  if isinstance(o, FeatureView) and any(o.batch_source is s for s in sources)]
         if not sources or not views:
             raise ValueError(
-                f"saved table {node!r} ({path}) is read by no Feast FileSource of a feature view; "
+                f"saved table {node!r} ({path}) is read by no Feast source of a feature view; "
                 f"expected a source whose path is what {node!r} returns"
             )
         entities = {o.name: o for o in definitions.values() if isinstance(o, Entity)}
@@ -191,7 +268,7 @@ class Repo:
         """What each saver returned when it last wrote its table; an error if it never did."""
         found = {}
         for node, path in self.saved_table_paths.items():
-            if not path.is_file():
+            if not path.exists():
                 raise FileNotFoundError(
                     f"no feature table at {path}: run `python apply.py` first, which computes "
                     "and saves it"
@@ -219,10 +296,16 @@ class Repo:
 
     # --- the driver's config ---
     @property
+    def hamilton_config(self) -> dict:
+        """The config the repo's own modules see: the offline store's type, for variants."""
+        return {"feast_offline_store": self.offline_store}
+
+    @property
     def config(self) -> dict:
-        """The driver's config: the Feast-object nodes, for feast_operations to collect, and
-        the code versions each view is tagged with."""
+        """The driver's config: the offline store's type, the Feast-object nodes for
+        feast_operations to collect, and the code versions each view is tagged with."""
         return {
+            **self.hamilton_config,
             POWER_USER_MODE: True,
             "feast_object_nodes": self.feast_object_nodes,
             "feast_object_tags": self.feast_object_tags(),

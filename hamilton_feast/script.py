@@ -12,6 +12,7 @@ from hamilton.data_quality.base import DataValidationError
 from hamilton.plugins import h_tqdm
 
 from feast.errors import FeastError
+from hamilton_feast.notices import known_notices_hidden
 
 # What bad code or bad data raises; reported in a few lines, with nothing registered.
 EXPECTED_ERRORS = (DataValidationError, FeastError, ValueError, FileNotFoundError)
@@ -78,7 +79,8 @@ def run(main, outcome: str = "nothing was registered") -> None:
     """Run a script's `main()` and exit: 0, or 1 with the message of an expected error."""
     quiet_hamilton_errors()
     try:
-        main()
+        with known_notices_hidden():  # e.g. Feast's notice on building a SparkSource
+            main()
     except EXPECTED_ERRORS as error:
         exit_with(report(error, outcome))
     exit_with(0)

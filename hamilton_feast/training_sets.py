@@ -11,11 +11,14 @@ Two ways to the same answer, Feast's documented point-in-time semantics:
   training set silently missing rows biases a model, so a short answer is an error here.
 """
 
+from pathlib import Path
+
 import pandas as pd
 import pyarrow as pa
 
 from feast import FeatureService, FeatureStore, FeatureView, FileSource, OnDemandFeatureView
 from feast.errors import FeastObjectNotFoundException
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from hamilton_feast.notices import known_notices_hidden
 
 ROW_ID = "__entity_row"
@@ -66,6 +69,9 @@ def get_training_set_from_feast(
             "offline store that keeps them, such as duckdb."
         )
     answer = answer.sort_values(ROW_ID).drop(columns=ROW_ID).reset_index(drop=True)
+    # The entity columns as given (some stores, such as Spark's, return times without a zone).
+    for column in query.columns.drop(ROW_ID):  # both indexed 0..n-1, in the caller's order
+        answer[column] = query[column]
     return answer.set_axis(entity_df.index)
 
 
@@ -89,13 +95,28 @@ def _views_and_features(store: FeatureStore, features) -> dict:
     return views
 
 
+def _parquet(store: FeatureStore, view: FeatureView) -> str:
+    """What DuckDB reads for the view's source: a parquet file (a FileSource), or the parquet
+    files of a folder (a SparkSource with a path); refused, naming the view, for anything else."""
+    source = view.batch_source
+    if isinstance(source, FileSource) and not source.field_mapping:
+        return FileSource.get_uri_for_file_path(store.repo_path, source.path)
+    if isinstance(source, SparkSource) and source.path and (source.file_format or "") == "parquet" \
+            and not source.field_mapping:
+        path = source.path if source.path.startswith("/") else str(Path(store.repo_path) / source.path)
+        return f"{path}/*.parquet" if Path(path).is_dir() else path
+    raise ValueError(
+        f"{view.name!r} reads {type(source).__name__} {source.name!r}; get_training_set joins parquet "
+        "files only (a FileSource, or a SparkSource of parquet files). Use "
+        "get_training_set_from_feast for it, which asks the offline store"
+    )
+
+
 def _asof_join(connection, store: FeatureStore, view: FeatureView, names: list[str]) -> pd.DataFrame:
     """One view's features for every entity row: its source rows deduplicated by `created`,
     ASOF-joined backwards on time within the view's join keys, nulled beyond the TTL."""
     source = view.batch_source
-    if not isinstance(source, FileSource) or source.field_mapping:
-        raise ValueError(f"{view.name!r}: the fast path reads plain parquet file sources only")
-    path = FileSource.get_uri_for_file_path(store.repo_path, source.path)
+    path = _parquet(store, view)
     keys = [column.name for column in view.entity_columns]
     ts, created = source.timestamp_field, source.created_timestamp_column
     latest_first = f"{created} DESC" if created else ts

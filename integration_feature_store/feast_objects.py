@@ -8,6 +8,7 @@ view and the feature service.
 from datetime import timedelta
 
 import pandas as pd
+from hamilton.function_modifiers import config
 
 import trip_features
 from feast import (
@@ -22,6 +23,8 @@ from feast import (
     RequestSource,
     ValueType,
 )
+from feast.data_source import DataSource
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.types import Float64, UnixTimestamp
 from hamilton_feast import feature_fields, udf_fields, udf_source
 from trip_features import day_of_week, hour_of_day, is_weekend
@@ -61,7 +64,8 @@ def driver() -> Entity:
     return Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
 
 
-def driver_trip_features_source(saved_driver_trip_features: dict) -> FileSource:
+@config.when_not(feast_offline_store="spark")
+def driver_trip_features_source__file(saved_driver_trip_features: dict) -> FileSource:
     """The saved feature table, read from wherever the saver wrote it."""
     return FileSource(
         name="driver_trip_features_source",
@@ -71,7 +75,19 @@ def driver_trip_features_source(saved_driver_trip_features: dict) -> FileSource:
     )
 
 
-def driver_trip_features_push_source(driver_trip_features_source: FileSource) -> PushSource:
+@config.when(feast_offline_store="spark")
+def driver_trip_features_source__spark(saved_driver_trip_features: dict) -> SparkSource:
+    """The saved feature table, read by Spark from the folder of parquet files Spark wrote."""
+    return SparkSource(
+        name="driver_trip_features_source",
+        path=saved_driver_trip_features["file_metadata"]["path"],
+        file_format="parquet",
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created",
+    )
+
+
+def driver_trip_features_push_source(driver_trip_features_source: DataSource) -> PushSource:
     """Pushes fresh trip features to the stores; the file keeps the history."""
     return PushSource(
         name="driver_trip_features_push_source", batch_source=driver_trip_features_source

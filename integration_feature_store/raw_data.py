@@ -43,35 +43,43 @@ def raw_trips(raw_trips_path: Path) -> tuple[pd.DataFrame, dict]:
     Hamilton's lineage tooling (e.g. its OpenLineage adapter) reports as this run's input.
     """
     try:
-        trips = pd.read_parquet(raw_trips_path)
+        raw = pd.read_parquet(raw_trips_path)
     except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
         raise ValueError(
             f"raw trips in {raw_trips_path}: cannot be read ({error}); expected a parquet file of trips"
         ) from error
-    problems = _schema_problems(trips)
-    if trips.empty:
-        problems.append("it has no rows; expected at least one trip")
-    if not problems:
-        for column in RAW_TRIP_SCHEMA:  # integer columns cannot hold missing values
-            nans = 0 if pd.api.types.is_integer_dtype(trips[column]) else int(trips[column].isna().sum())
-            if nans:
-                problems.append(f"column '{column}' has {nans} missing values; expected none")
-        if trips["trip_dist"].min() < 0:
-            problems.append("column 'trip_dist' has negative distances; expected >= 0")
-        now, latest = pd.Timestamp.now(tz="UTC"), trips["event_timestamp"].max()
-        if latest > now:
-            problems.append(
-                f"column 'event_timestamp' has {int((trips['event_timestamp'] > now).sum())} trips "
-                f"in the future (latest {latest}); expected none after now ({now})"
-            )
-    if problems:
-        raise ValueError(f"raw trips in {raw_trips_path}: " + "; ".join(problems))
-    return trips, get_file_and_dataframe_metadata(str(raw_trips_path), trips)
+    return raw, get_file_and_dataframe_metadata(str(raw_trips_path), raw)
+
+
+def _value_problems(raw: pd.DataFrame) -> list[str]:
+    problems = []
+    for column in RAW_TRIP_SCHEMA:  # integer columns cannot hold missing values
+        nans = 0 if pd.api.types.is_integer_dtype(raw[column]) else int(raw[column].isna().sum())
+        if nans:
+            problems.append(f"column '{column}' has {nans} missing values; expected none")
+    if raw["trip_dist"].min() < 0:
+        problems.append("column 'trip_dist' has negative distances; expected >= 0")
+    now, latest = pd.Timestamp.now(tz="UTC"), raw["event_timestamp"].max()
+    if latest > now:
+        problems.append(
+            f"column 'event_timestamp' has {int((raw['event_timestamp'] > now).sum())} trips "
+            f"in the future (latest {latest}); expected none after now ({now})"
+        )
+    return problems
 
 
 @extract_columns(*RAW_TRIP_SCHEMA)
 def trips(raw_trips: pd.DataFrame) -> pd.DataFrame:
-    """Raw trips in event-time order (a stable sort), indexed 0..n-1; every feature shares this index."""
+    """Raw trips checked and in event-time order (a stable sort), indexed 0..n-1; every feature
+    shares this index. The checks run on whatever raw trips the DAG is given (a file, or a
+    partition of them on Spark), before any feature is computed."""
+    problems = _schema_problems(raw_trips)
+    if raw_trips.empty:
+        problems.append("it has no rows; expected at least one trip")
+    if not problems:
+        problems = _value_problems(raw_trips)
+    if problems:
+        raise ValueError("raw trips: " + "; ".join(problems))
     columns = {column: raw_trips[column] for column in RAW_TRIP_SCHEMA}  # no copy of the data
     for column in ("event_timestamp", "created"):
         columns[column] = columns[column].dt.tz_convert("UTC")

@@ -3,12 +3,14 @@
 # run left every tracked file as it was. Arguments are passed on to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/ensure-system-packages.sh graphviz:dot redis-server:redis-server
-source scripts/setup-env.sh test
+# Java 17 for the Spark tests (pytest -k test_spark), which fail loudly without it.
+source scripts/ensure-system-packages.sh graphviz:dot redis-server:redis-server openjdk-17-jre-headless:java
+source scripts/setup-env.sh test,spark
 work_tree_state() { git status --porcelain --untracked-files=all 2>/dev/null; git diff 2>/dev/null | sha256sum; }
 before="$(work_tree_state)"
 # Two workers: most tests wait on a Feast or Hamilton subprocess, and this machine has 2 cores.
-python -m pytest -n 2 "$@"
+# loadgroup keeps the tests of one xdist_group (the Spark ones: one session) on one worker.
+python -m pytest -n 2 --dist loadgroup "$@"
 if [ "$before" != "$(work_tree_state)" ]; then
     echo "error: the test run changed files in the work tree:" >&2
     git status --porcelain --untracked-files=all >&2

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from hamilton import driver
+from cross_repo import INTEGRATION, ROOT
 from hamilton.plugins import h_tqdm
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, LabelView, Project, PushSource
@@ -21,7 +22,7 @@ from feast.permissions.policy import RoleBasedPolicy
 from feast.types import Float64, Int64
 from hamilton_feast import Repo, feast_operations, objects, script
 from hamilton_feast.notices import known_notices_hidden
-from hamilton_feast.testing import run
+from hamilton_feast.testing import copy_repo, run
 
 FEATURE_STORE_YAML = """project: tiny
 registry: data/registry.db
@@ -211,6 +212,27 @@ def test_bad_settings_are_refused_naming_the_setting(tmp_path, settings, message
         Repo(tiny_repo(tmp_path, settings=settings))
 
 
+@pytest.mark.parametrize("old, new, message", [
+    ("\nspark:\n", "\nnot_spark:\n", r"feature_store.spark.yaml has a Spark offline store, but settings.yaml has no "
+                                      r"`spark:` section; expected where Spark saves the tables"),
+    ("time_partitions: 4 days", "time_partitions: four days", r"input 'spark: time_partitions' is 'four days'; "
+                                                               r"expected a duration such as '1 day'"),
+    ("time_partitions: 4 days", "time_partitions: 0 days", r"spark: time_partitions is '0 days'; expected a duration longer than 0"),
+    ("window_overlap: 1 day", "window_overlap: -1 day", r"spark: window_overlap is '-1 day'; expected a duration 0 or longer"),
+])
+def test_bad_spark_settings_are_refused_naming_the_setting(tmp_path, old, new, message):
+    repo_dir = copy_repo(ROOT / INTEGRATION, tmp_path)
+    settings = (repo_dir / "settings.yaml").read_text()
+    if "not_spark" in new:  # the whole section gone
+        settings = settings[:settings.index(old) + 1]
+    else:
+        settings = settings.replace(old, new)
+    (repo_dir / "settings.yaml").write_text(settings)
+    with pytest.raises(ValueError, match=message):
+        Repo(repo_dir, "feature_store.spark.yaml")
+    Repo(repo_dir)  # the default configuration does not need the section
+
+
 def test_a_repo_without_settings_says_what_is_missing(tmp_path):
     (tmp_path / "feature_store.yaml").write_text(FEATURE_STORE_YAML)
     with pytest.raises(FileNotFoundError, match="settings.yaml does not exist; expected this repo's settings"):
@@ -240,12 +262,14 @@ def test_the_progress_bar_shows_for_a_person_on_a_long_run_only(tmp_path, monkey
     assert script.progress_bar(FakeRepo()) == []  # a short run
 
 
-def test_only_the_two_known_notices_are_hidden():
+def test_only_the_known_notices_are_hidden():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with known_notices_hidden():
             warnings.warn("On demand feature view is an experimental feature. This API ...", RuntimeWarning)
             warnings.warn("fetch_arrow_table() is deprecated, use to_arrow_table() instead.", DeprecationWarning)
+            warnings.warn("The spark offline store is an experimental feature in alpha development.", RuntimeWarning)
+            warnings.warn("The spark data source API is an experimental feature in alpha development.", RuntimeWarning)
             warnings.warn("Something about your data", RuntimeWarning)
             warnings.warn("fetch_arrow_table() is deprecated", RuntimeWarning)  # another category
     assert [str(w.message) for w in caught] == ["Something about your data", "fetch_arrow_table() is deprecated"]

@@ -9,6 +9,9 @@ by distinct `created`), entity rows at random seconds, entity rows exactly at fe
 (the inclusive "<="; some of these also sit exactly one TTL after another feature row, and the
 oracle reads "no older than the TTL" inclusively there), duplicate entity rows, and an entity
 with no features at all.
+
+The `test_spark_*` cases run the same scenario through Feast's Spark store and engine in local
+mode (one shared session, on one xdist worker).
 """
 
 import pathlib
@@ -23,10 +26,12 @@ from cross_repo import ROOT
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
 from feast.repo_config import RegistryConfig
 from feast.types import Float64
-from hamilton_feast import training_sets
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+from hamilton_feast import spark, training_sets
 
 TTLS = {"fv_30m": pd.Timedelta(minutes=30), "fv_2h": pd.Timedelta(hours=2), "fv_1d": pd.Timedelta(days=1)}
 START = pd.Timestamp("2026-02-01", tz="UTC")
+SPARK_CONF = {"spark.master": "local[2]", "spark.sql.session.timeZone": "UTC", "spark.sql.shuffle.partitions": "4"}
 
 
 def offline_store_of(repo: str) -> str:
@@ -99,23 +104,30 @@ def scenario():
 
 
 def store_with(offline_store: str, features: pd.DataFrame, folder: pathlib.Path) -> FeatureStore:
-    """A throwaway repo with the given offline store: one source, three views with different TTLs."""
+    """A throwaway repo with the given offline store: one source, three views with different TTLs.
+    With "spark": a SparkSource, Feast's Spark store and its Spark materialization engine."""
     features.to_parquet(folder / "features.parquet")
+    on_spark = offline_store == "spark"
     store = FeatureStore(
         config=RepoConfig(
             project="point_in_time",
             registry=RegistryConfig(path=str(folder / "registry.db")),
             provider="local",
-            offline_store={"type": offline_store},
+            offline_store={"type": offline_store, **({"spark_conf": SPARK_CONF} if on_spark else {})},
+            batch_engine={"type": "spark.engine" if on_spark else "local"},
             online_store={"type": "sqlite", "path": str(folder / "online.db")},
             entity_key_serialization_version=3,
             repo_path=str(folder),
         )
     )
+    if on_spark:
+        spark.session(store)
     driver = Entity(name="driver", join_keys=["driver_id"])
-    source = FileSource(
+    source_type = SparkSource if on_spark else FileSource
+    source = source_type(
         name="features", path=str(folder / "features.parquet"),
         timestamp_field="event_timestamp", created_timestamp_column="created",
+        **({"file_format": "parquet"} if on_spark else {}),
     )
     views = [
         FeatureView(name=name, entities=[driver], ttl=timedelta(seconds=ttl.total_seconds()),
@@ -207,9 +219,10 @@ def test_entity_df_errors_name_the_column(scenario, tmp_path, change, error):
         training_sets.get_training_set_from_feast(store, change(entities.head(5)), FEATURES)
 
 
-def test_naive_entity_timestamps_are_read_as_utc(scenario, tmp_path):
+@pytest.mark.parametrize("offline_store", ["duckdb", pytest.param("spark", marks=pytest.mark.xdist_group("spark"))])
+def test_naive_entity_timestamps_are_read_as_utc(scenario, tmp_path, offline_store):
     features, entities, expected = scenario
-    store = store_with("duckdb", features, tmp_path)
+    store = store_with(offline_store, features, tmp_path)
     naive = entities.head(50).assign(event_timestamp=entities.event_timestamp.head(50).dt.tz_localize(None))
     actual = training_sets.get_training_set_from_feast(store, naive, FEATURES)
     np.testing.assert_array_equal(actual[VALUE_COLUMNS].to_numpy(), expected.head(50)[VALUE_COLUMNS].to_numpy())
@@ -225,3 +238,79 @@ def test_fast_path_agrees_with_the_oracle_on_every_row(scenario, tmp_path, offli
     pd.testing.assert_frame_equal(actual[["driver_id", "label"]], entities[["driver_id", "label"]])
     for column in VALUE_COLUMNS:
         np.testing.assert_array_equal(actual[column].to_numpy(), expected[column].to_numpy(), column)
+
+
+def assert_agrees_with_the_oracle(actual: pd.DataFrame, entities: pd.DataFrame, expected: pd.DataFrame):
+    assert len(actual) == len(entities) == 1340 and actual.index.equals(entities.index)
+    pd.testing.assert_frame_equal(
+        actual[["driver_id", "event_timestamp", "label"]], entities[["driver_id", "event_timestamp", "label"]]
+    )
+    for column in VALUE_COLUMNS:
+        np.testing.assert_array_equal(actual[column].to_numpy(), expected[column].to_numpy(), column)
+
+
+@pytest.mark.xdist_group("spark")
+def test_spark_store_agrees_with_the_oracle_on_every_row(scenario, tmp_path):
+    """Feast's Spark store: every row, duplicates and ties included. Feast returns its times
+    without a zone, in UTC; `get_training_set_from_feast` gives back the caller's own columns."""
+    features, entities, expected = scenario
+    store = store_with("spark", features, tmp_path)
+    raw_times = store.get_historical_features(entity_df=entities, features=FEATURES).to_df().event_timestamp
+    assert raw_times.dt.tz is None
+    assert sorted(raw_times.dt.tz_localize("UTC")) == sorted(entities.event_timestamp)
+    actual = training_sets.get_training_set_from_feast(store, entities, FEATURES)
+    assert str(actual.event_timestamp.dt.tz) == "UTC"
+    assert_agrees_with_the_oracle(actual, entities, expected)
+
+
+@pytest.mark.xdist_group("spark")
+def test_spark_fast_path_reads_a_spark_source_and_agrees_with_the_oracle(scenario, tmp_path):
+    features, entities, expected = scenario
+    store = store_with("spark", features, tmp_path)
+    assert_agrees_with_the_oracle(training_sets.get_training_set(store, entities, FEATURES), entities, expected)
+
+
+@pytest.mark.xdist_group("spark")
+def test_spark_engine_materializes_every_view_as_the_local_engine_does(scenario, tmp_path):
+    """Views with a TTL included: the engine loads the latest row per driver inside the window,
+    not a window measured from the wall clock (Ray's engine loads nothing here)."""
+    features, _, _ = scenario
+    (tmp_path / "spark").mkdir(), (tmp_path / "local").mkdir()
+    stores = {"spark": store_with("spark", features, tmp_path / "spark"),
+              "local": store_with("duckdb", features, tmp_path / "local")}
+    end = START + pd.Timedelta(days=2, hours=5)
+    drivers = [{"driver_id": d} for d in range(1, 10)]
+    served = {}
+    for name, store in stores.items():
+        store.materialize(start_date=START - pd.Timedelta(days=1), end_date=end.to_pydatetime())
+        served[name] = store.get_online_features(features=FEATURES, entity_rows=drivers).to_df()
+    upto_end = features[features.event_timestamp <= end]
+    latest = upto_end.sort_values(["event_timestamp", "created"]).groupby("driver_id").last()
+    for column in VALUE_COLUMNS:
+        assert served["spark"][column].notna().sum() == 8, column  # driver 9 has no features
+        np.testing.assert_array_equal(served["spark"][column].to_numpy(), served["local"][column].to_numpy(), column)
+        np.testing.assert_array_equal(served["spark"][column].head(8).to_numpy(), latest[column].to_numpy(), column)
+
+
+@pytest.mark.parametrize(
+    "offline_store, source",
+    [
+        ("duckdb", lambda path: FileSource(name="renamed", path=path, timestamp_field="event_timestamp",
+                                           field_mapping={"value_fv_1d": "value_renamed"})),
+        pytest.param("spark", lambda path: SparkSource(name="renamed", table="features", timestamp_field="event_timestamp"),
+                     marks=pytest.mark.xdist_group("spark")),
+    ],
+    ids=["file source with a field mapping", "spark table"],
+)
+def test_fast_path_refuses_a_source_that_is_not_plain_parquet_naming_the_view(scenario, tmp_path, offline_store, source):
+    features, entities, _ = scenario
+    store = store_with(offline_store, features, tmp_path)
+    if offline_store == "spark":  # a table Spark knows, which apply checks
+        spark.session(store).read.parquet(str(tmp_path / "features.parquet")).createOrReplaceTempView("features")
+    view = FeatureView(name="renamed", entities=[store.get_entity("driver")], ttl=timedelta(days=1),
+                       schema=[Field(name="value_renamed", dtype=Float64)],
+                       source=source(str(tmp_path / "features.parquet")))
+    store.apply([view])
+    with pytest.raises(ValueError, match=r"'renamed' reads (FileSource|SparkSource) 'renamed'; get_training_set "
+                                         r"joins parquet files only .* Use get_training_set_from_feast"):
+        training_sets.get_training_set(store, entities, ["renamed:value_renamed"])

@@ -111,10 +111,17 @@ DEFINITION_CASES = {
     ),
     "unknown setting": (
         "settings.yaml",
-        "saved_tables:",
-        "saved_table:",
+        "\nsaved_tables:",
+        "\nsaved_table:",
         "settings.yaml has unknown key(s) ['saved_table']; expected ['inputs', 'modules', "
-        "'saved_tables', 'tag_code_versions']",
+        "'saved_tables', 'spark', 'tag_code_versions']",
+    ),
+    "unknown Spark setting": (
+        "settings.yaml",
+        "time_partitions:",
+        "time_partition:",
+        "settings.yaml has unknown key(s) ['time_partition'] under spark:; expected "
+        "['saved_tables', 'time_partitions', 'window_overlap']",
     ),
     "misspelled input": (
         "settings.yaml",

@@ -155,11 +155,17 @@ def test_trips_are_put_in_event_time_order_with_a_fresh_index(raw_data):
     ],
     ids=["missing column", "wrong dtype", "naive timestamps", "NaN", "negative", "empty"],
 )
-def test_bad_raw_trips_get_an_error_naming_the_column(raw_data, tmp_path, change, message):
-    good = two_raw_trips("01:00", "02:00")
-    path = tmp_path / "raw_trips.parquet"
-    change(good).to_parquet(path)
+def test_bad_raw_trips_get_an_error_naming_the_column(raw_data, change, message):
+    """From any source of raw trips: the checks are the trips node's, not the file loader's."""
     with pytest.raises(ValueError) as error:
-        raw_data.raw_trips(str(path))
+        raw_data.trips(change(two_raw_trips("01:00", "02:00")))
+    assert str(error.value).startswith("raw trips: ")
     assert message in str(error.value)
-    assert str(path) in str(error.value)
+
+
+def test_an_unreadable_raw_file_names_the_file(raw_data, tmp_path):
+    path = tmp_path / "raw_trips.parquet"
+    path.write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match="cannot be read") as error:
+        raw_data.raw_trips(path)
+    assert str(path) in str(error.value) and "expected a parquet file of trips" in str(error.value)
