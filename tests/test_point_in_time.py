@@ -219,13 +219,21 @@ def test_entity_df_errors_name_the_column(scenario, tmp_path, change, error):
         training_sets.get_training_set_from_feast(store, change(entities.head(5)), FEATURES)
 
 
-@pytest.mark.parametrize("offline_store", ["duckdb", pytest.param("spark", marks=pytest.mark.xdist_group("spark"))])
-def test_naive_entity_timestamps_are_read_as_utc(scenario, tmp_path, offline_store):
+def naive_entity_timestamps_are_read_as_utc(scenario, tmp_path, offline_store):
     features, entities, expected = scenario
     store = store_with(offline_store, features, tmp_path)
     naive = entities.head(50).assign(event_timestamp=entities.event_timestamp.head(50).dt.tz_localize(None))
     actual = training_sets.get_training_set_from_feast(store, naive, FEATURES)
     np.testing.assert_array_equal(actual[VALUE_COLUMNS].to_numpy(), expected.head(50)[VALUE_COLUMNS].to_numpy())
+
+
+def test_naive_entity_timestamps_are_read_as_utc(scenario, tmp_path):
+    naive_entity_timestamps_are_read_as_utc(scenario, tmp_path, "duckdb")
+
+
+@pytest.mark.xdist_group("spark")
+def test_spark_reads_naive_entity_timestamps_as_utc(scenario, tmp_path):
+    naive_entity_timestamps_are_read_as_utc(scenario, tmp_path, "spark")
 
 
 @pytest.mark.parametrize("offline_store", ["duckdb", "file"])
@@ -292,17 +300,8 @@ def test_spark_engine_materializes_every_view_as_the_local_engine_does(scenario,
         np.testing.assert_array_equal(served["spark"][column].head(8).to_numpy(), latest[column].to_numpy(), column)
 
 
-@pytest.mark.parametrize(
-    "offline_store, source",
-    [
-        ("duckdb", lambda path: FileSource(name="renamed", path=path, timestamp_field="event_timestamp",
-                                           field_mapping={"value_fv_1d": "value_renamed"})),
-        pytest.param("spark", lambda path: SparkSource(name="renamed", table="features", timestamp_field="event_timestamp"),
-                     marks=pytest.mark.xdist_group("spark")),
-    ],
-    ids=["file source with a field mapping", "spark table"],
-)
-def test_fast_path_refuses_a_source_that_is_not_plain_parquet_naming_the_view(scenario, tmp_path, offline_store, source):
+def fast_path_refuses(scenario, tmp_path, offline_store, source):
+    """get_training_set on a view whose source is not plain parquet: an error naming the view."""
     features, entities, _ = scenario
     store = store_with(offline_store, features, tmp_path)
     if offline_store == "spark":  # a table Spark knows, which apply checks
@@ -314,3 +313,14 @@ def test_fast_path_refuses_a_source_that_is_not_plain_parquet_naming_the_view(sc
     with pytest.raises(ValueError, match=r"'renamed' reads (FileSource|SparkSource) 'renamed'; get_training_set "
                                          r"joins parquet files only .* Use get_training_set_from_feast"):
         training_sets.get_training_set(store, entities, ["renamed:value_renamed"])
+
+
+def test_fast_path_refuses_a_file_source_with_a_field_mapping(scenario, tmp_path):
+    fast_path_refuses(scenario, tmp_path, "duckdb", lambda path: FileSource(
+        name="renamed", path=path, timestamp_field="event_timestamp", field_mapping={"value_fv_1d": "value_renamed"}))
+
+
+@pytest.mark.xdist_group("spark")
+def test_spark_fast_path_refuses_a_spark_table(scenario, tmp_path):
+    fast_path_refuses(scenario, tmp_path, "spark", lambda path: SparkSource(
+        name="renamed", table="features", timestamp_field="event_timestamp"))
