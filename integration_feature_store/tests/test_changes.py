@@ -95,7 +95,7 @@ def test_a_field_derives_from_its_own_transforms_and_the_private_helpers_they_ca
         "trip_features.driver_trip_dist_mean_3h",
         "trip_features.driver_trip_dist_3h",
         "raw_data.raw_trips",
-        "raw_data._schema_problems",  # a private helper the loader calls by name
+        "raw_data._schema_problems",  # a private helper the trips node calls by name
         "raw_data.trips",
         "feast_objects.driver_trip_stats",
     } <= mean_3h
@@ -109,7 +109,7 @@ def test_each_view_is_tagged_with_the_fingerprints_of_exactly_its_code(repo):
     objects = repo.feast_objects(overrides=repo.saved_tables_as_configured())
     stored = set(json.loads(objects["driver_trip_stats"].tags[CODE_VERSIONS_TAG]))
     assert stored == {
-        "raw_data.raw_trips", "raw_data._schema_problems", "raw_data.trips",
+        "raw_data.raw_trips", "raw_data._schema_problems", "raw_data._value_problems", "raw_data.trips",
         *(f"trip_features.{name}" for name in [
             *CALENDAR_FEATURES, "trip_dist_pct_rank_3h_all_drivers", *PER_DRIVER_FEATURES,
             "driver_trip_dist_3h", "driver_trip_dist_24h"]),
@@ -131,7 +131,8 @@ def test_a_fingerprint_follows_the_code_not_its_docstring(tmp_path):
     before = fingerprints(repo_dir)
     edit(repo_dir / "trip_features.py", '"""Month of the trip, UTC (January=1)."""',
          '"""Month of the trip in UTC, January being 1."""')
-    edit(repo_dir / "raw_data.py", "    problems = []\n", "    problems = []  # what is wrong, column by column\n")
+    edit(repo_dir / "raw_data.py", "(trips: pd.DataFrame) -> list[str]:\n    problems = []\n",
+         "(trips: pd.DataFrame) -> list[str]:\n    problems = []  # column by column\n")
     assert fingerprints(repo_dir) == before
     edit(repo_dir / "trip_features.py", 'return event_timestamp.dt.month.astype("int64")',
          'return (event_timestamp.dt.month % 12 + 1).astype("int64")')
