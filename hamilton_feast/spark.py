@@ -168,10 +168,9 @@ def module(tables: dict[str, dict], settings: dict) -> ModuleType:
     its path input, "time_column": ...}}, with the `spark:` settings (time_partitions,
     window_overlap)."""
     functions = [spark_session]
+    partitions = pd.Timedelta(settings["time_partitions"])
+    overlap = pd.Timedelta(settings["window_overlap"])
     for table, spec in tables.items():
-        partitions = pd.Timedelta(settings["time_partitions"])
-        overlap = pd.Timedelta(settings["window_overlap"])
-
         def build(_spec=spec, _table=table, **inputs) -> DataFrame:
             return partitioned_table(
                 inputs["spark_session"], inputs[_spec["loader_input"]], table=_table,
