@@ -50,8 +50,10 @@ def _group_codes(by: pd.Series) -> tuple[np.ndarray, int]:
 
 
 @numba.njit(cache=True, parallel=True)
-def _group_windows(times, values, codes, groups, width, extremes, threads):
-    """Mean, count, max and min over each row's window within its group, the rows in time order.
+def _group_windows(times, values, codes, groups, width, threads, mean, count, largest, smallest,
+                   high, low, high_values, low_values):
+    """Mean, count, max and min over each row's window within its group, the rows in time order,
+    written into the given arrays; max and min only if the queues (`high`...) have a place per row.
 
     Two pointers over the rows in time order: the row arriving, and the oldest row still in any
     window (all groups' windows end at the same time); a row leaving is taken out of its own
@@ -61,16 +63,13 @@ def _group_windows(times, values, codes, groups, width, extremes, threads):
     number modulo the threads.
     """
     n = len(times)
-    mean, count = np.empty(n), np.empty(n, np.int64)
-    largest, smallest = np.empty(n), np.empty(n)
+    extremes = len(high) == n
     starts = np.zeros(groups + 1, np.int64)  # each group's segment of the queue arrays
     if extremes:
         for code in codes:
             starts[code + 1] += 1
     starts = np.cumsum(starts)
-    queued = n if extremes else 0  # queue entries: a row and its value, side by side
-    high, low = np.empty(queued, np.int64), np.empty(queued, np.int64)
-    high_values, low_values = np.empty(queued), np.empty(queued)
+    owner = np.arange(groups) % threads  # a lookup, not a division per row
     for thread in numba.prange(threads):
         window_sum, window_count = np.zeros(groups), np.zeros(groups, np.int64)
         high_head, high_tail = starts[:-1].copy(), starts[:-1].copy()  # queues of row numbers
@@ -79,7 +78,7 @@ def _group_windows(times, values, codes, groups, width, extremes, threads):
         for row in range(n):
             while times[leaving] <= times[row] - width:
                 group = codes[leaving]
-                if group % threads == thread:
+                if owner[group] == thread:
                     window_sum[group] -= values[leaving]
                     window_count[group] -= 1
                     if extremes:
@@ -89,7 +88,7 @@ def _group_windows(times, values, codes, groups, width, extremes, threads):
                             low_head[group] += 1
                 leaving += 1
             group = codes[row]
-            if group % threads != thread:
+            if owner[group] != thread:
                 continue
             window_sum[group] += values[row]
             window_count[group] += 1
@@ -106,7 +105,6 @@ def _group_windows(times, values, codes, groups, width, extremes, threads):
                 low_tail[group] += 1
                 largest[row] = high_values[high_head[group]]
                 smallest[row] = low_values[low_head[group]]
-    return mean, count, largest, smallest
 
 
 def trailing_stats(
@@ -118,9 +116,16 @@ def trailing_stats(
     codes, groups = _group_codes(by)
     # Without the queues the pass is bound by reading memory, which one thread does fastest.
     threads = numba.get_num_threads() if extremes else 1
-    computed = _group_windows(ticks, values.to_numpy(np.float64), codes, groups, window, extremes, threads)
-    names = ["mean", "count", "max", "min"] if extremes else ["mean", "count"]
-    return pd.DataFrame(dict(zip(names, computed)), index=values.index, copy=False)
+    n = len(values)
+    # Large arrays are allocated by numpy, not inside the kernel: numpy asks Linux for huge
+    # pages, which fault in far faster than the small ones numba's allocator gets.
+    columns = {"mean": np.empty(n), "count": np.empty(n, np.int64), "max": np.empty(n), "min": np.empty(n)}
+    queued = n if extremes else 0  # queue entries: a row and its value
+    queues = np.empty(queued, np.int64), np.empty(queued, np.int64), np.empty(queued), np.empty(queued)
+    _group_windows(ticks, values.to_numpy(np.float64), codes, groups, window, threads, *columns.values(), *queues)
+    if not extremes:
+        del columns["max"], columns["min"]
+    return pd.DataFrame(columns, index=values.index, copy=False)
 
 
 @numba.njit(cache=True)
@@ -142,23 +147,22 @@ def _fenwick_sum(tree, position):
 
 
 @numba.njit(cache=True, parallel=True)
-def _window_ranks(ranks, starts, distinct, chunks):
-    """Average rank / window size of each row's value among the values of its window, the
-    window of row i being rows starts[i]..i."""
+def _window_ranks(ranks, times, width, distinct, chunks, result):
+    """Average rank / window size of each row's value among the values of its window (the rows
+    whose time is in (t - width, t]), written into `result`."""
     n = len(ranks)
-    result = np.empty(n)
     bounds = np.linspace(0, n, chunks + 1).astype(np.int64)
     for chunk in numba.prange(chunks):
         first, end = bounds[chunk], bounds[chunk + 1]
         if first == end:
             continue
         tree = np.zeros(distinct + 1, np.int32)
-        left = starts[first]
+        left = np.searchsorted(times, times[first] - width, side="right")
         for row in range(left, first):
             _fenwick_add(tree, ranks[row], 1)
         for row in range(first, end):
             _fenwick_add(tree, ranks[row], 1)
-            while left < starts[row]:
+            while times[left] <= times[row] - width:
                 _fenwick_add(tree, ranks[left], -1)
                 left += 1
             below = _fenwick_sum(tree, ranks[row])
@@ -171,10 +175,9 @@ def trailing_pct_rank(values: pd.Series, times: pd.Series, width: str) -> pd.Ser
     """Percentile rank (0-1] of each row's value among the values of its trailing window of
     `width` over all rows, ties given their average rank (pandas' `rolling().rank(pct=True)`)."""
     ticks, window = _times_and_width(times, width, "trailing_pct_rank")
-    starts = np.searchsorted(ticks, ticks - window, side="right")
     ranks, distinct = pd.factorize(values.to_numpy(np.float64), sort=True)
     if (ranks < 0).any():
         raise ValueError("trailing_pct_rank: the values have missing values; expected none")
-    result = _window_ranks(ranks.astype(np.int64), starts.astype(np.int64), len(distinct),
-                           numba.get_num_threads())
-    return pd.Series(result, index=values.index)
+    result = np.empty(len(ranks))  # by numpy, for huge pages (see trailing_stats)
+    _window_ranks(ranks.astype(np.int64, copy=False), ticks, window, len(distinct), numba.get_num_threads(), result)
+    return pd.Series(result, index=values.index, copy=False)
