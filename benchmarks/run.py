@@ -14,7 +14,9 @@ Measured, each as a ratio taken in the same run:
    (the template's; at 10k rows only: at 100k it was killed for memory) and the integration
    repo's get_training_set vs a hand-written DuckDB ASOF JOIN with the same semantics, the
    limit; time and peak memory, each in a fresh process, with results compared;
-3. online reads: SDK with sqlite and Redis, and `feast serve`, for 1 and 100 entities.
+3. online reads: the 11 stored features and the feature service with its on-demand view, SDK
+   with sqlite and Redis (with and without -O), and `feast serve` with several settings on one
+   keep-alive connection and with 4 concurrent clients, for 1 and 100 entities.
 Run from the project root in the project's environment (./scripts/test.sh makes .venv).
 """
 
@@ -382,9 +384,20 @@ def bench_retrieval(folder: Path, sizes: list[int], file_store_sizes: list[int])
 
 # --- 3. online reads ------------------------------------------------------------------------
 
+SERVICE = "trip_rating_model_v1"
+REQUESTED_AT = 1_772_928_000  # epoch seconds, as JSON clients send it
+SERVE_SETTINGS = {  # name: (environment, feast serve arguments)
+    "defaults, 1 worker": ({}, ["--workers", "1"]),
+    "recommended, 1 worker": ({"PYTHONOPTIMIZE": "1"}, ["--workers", "1", "--no-access-log"]),
+    "recommended, 2 workers": ({"PYTHONOPTIMIZE": "1"}, ["--workers", "2", "--no-access-log"]),
+    "-O only, 1 worker": ({"PYTHONOPTIMIZE": "1"}, ["--workers", "1"]),
+    "no access log only, 1 worker": ({}, ["--workers", "1", "--no-access-log"]),
+}
 
-def percentiles_ms(read, repeats: int = 300) -> tuple[float, float]:
-    read()  # warm up
+
+def percentiles_ms(read, repeats: int = 1000, warm_up: int = 100) -> tuple[float, float]:
+    for _ in range(warm_up):
+        read()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -394,78 +407,173 @@ def percentiles_ms(read, repeats: int = 300) -> tuple[float, float]:
     return float(p50), float(p99)
 
 
-def bench_online(folder: Path) -> None:
-    """SDK reads from sqlite and Redis, and HTTP reads from `feast serve`, of the integration
-    repo's 11 stored features for 1 and 100 drivers."""
-    import os
-    import shutil
-    import urllib.request
+def entities(drivers: list[int], service: bool) -> dict:
+    """The columns of a request for these drivers; a service request carries the trip requested."""
+    columns = {"driver_id": drivers}
+    if service:
+        columns |= {"requested_at": [REQUESTED_AT] * len(drivers), "requested_trip_dist": [3.0] * len(drivers)}
+    return columns
 
+
+def online_child(repo: Path, fs_yaml: str, drivers: list[int]) -> None:
+    """In a fresh process (run with or without -O): SDK reads of the 11 stored features and of
+    the feature service (by name, as the feature server looks it up), 1 and 100 entities."""
     from feast import FeatureStore
 
-    repo = folder / "integration_feature_store"
-    shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
-    python = [sys.executable]
-    subprocess.run([*python, "generate_data.py", "--drivers", "200"], cwd=repo, check=True, capture_output=True)
-    subprocess.run([*python, "apply.py", "--materialize"], cwd=repo, check=True, capture_output=True)
-    references = [f"driver_trip_stats:{c}" for c in FEATURE_COLUMNS]
-    table = pd.read_parquet(repo / "data" / "driver_trip_features.parquet")
-    drivers = [int(d) for d in table.driver_id.unique()[:100]]
-
-    def sdk_cases(store, label):
+    store = FeatureStore(repo_path=str(repo), fs_yaml_file=repo / fs_yaml)
+    result = {}
+    for service in (False, True):
         for n in (1, 100):
-            rows = [{"driver_id": d} for d in drivers[:n]]
-            p50, p99 = percentiles_ms(lambda: store.get_online_features(features=references, entity_rows=rows))
-            record("online", f"SDK, {label}, {n} entit{'y' if n == 1 else 'ies'}", p50 / 1000,
-                   f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+            rows = entities(drivers[:n], service)
+            if service:
+                read = lambda: store.get_online_features(
+                    features=store.get_feature_service(SERVICE, allow_cache=True), entity_rows=rows)
+            else:
+                read = lambda: store.get_online_features(features=REFERENCES, entity_rows=rows)
+            result[f"{'service' if service else 'plain'} {n}"] = percentiles_ms(read)
+    print(json.dumps(result))
 
-    sdk_cases(FeatureStore(repo_path=str(repo)), "sqlite")
 
-    redis_server = shutil.which("redis-server")
-    if redis_server:
-        port = free_port()
-        server = subprocess.Popen([redis_server, "--bind", "127.0.0.1", "--port", str(port), "--save", ""],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            os.environ["REDIS_CONNECTION_STRING"] = f"127.0.0.1:{port}"
-            time.sleep(1)
-            subprocess.run([*python, "apply.py", "--feature-store-yaml", "feature_store.redis.yaml",
-                            "--materialize"], cwd=repo, check=True, capture_output=True)
-            sdk_cases(FeatureStore(repo_path=str(repo), fs_yaml_file=repo / "feature_store.redis.yaml"), "Redis")
-        finally:
-            server.terminate()
-    else:
-        print("  online       (no redis-server installed: Redis cases left out)")
+class Client:
+    """One keep-alive connection to the feature server."""
 
+    def __init__(self, port: int):
+        import http.client
+
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def read(self, body: bytes) -> None:
+        self.connection.request("POST", "/get-online-features", body=body,
+                                headers={"Content-Type": "application/json"})
+        response = self.connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"feature server answered {response.status}: {answer[:200]!r}")
+
+
+def bodies(drivers: list[int]) -> dict[str, bytes]:
+    plain = lambda n: {"features": REFERENCES, "entities": entities(drivers[:n], False)}
+    service = lambda n: {"feature_service": SERVICE, "entities": entities(drivers[:n], True)}
+    return {f"{kind} {n}": json.dumps(make(n)).encode()
+            for kind, make in (("plain", plain), ("service", service)) for n in (1, 100)}
+
+
+def concurrent_ms(port: int, body: bytes, clients: int = 4, each: int = 500) -> tuple[float, float, int]:
+    """p50 and p99 of `clients` threads reading at once, each on its own keep-alive connection,
+    and the number of failed requests."""
+    import threading
+
+    times, errors = [], []
+
+    def client():
+        connection = Client(port)
+        for _ in range(each):
+            started = time.perf_counter()
+            try:
+                connection.read(body)
+            except Exception as error:  # counted, then a new connection
+                errors.append(error)
+                connection = Client(port)
+            times.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    p50, p99 = np.percentile(times, [50, 99]) * 1000
+    return float(p50), float(p99), len(errors)
+
+
+def bench_serve(repo: Path, fs_yaml: str, label: str, drivers: list[int], settings: str, cases) -> None:
+    """`feast serve` with the named settings: sequential reads on one keep-alive connection, and
+    4 concurrent clients through the feature service."""
+    import os
+    import urllib.request
+
+    environment, arguments = SERVE_SETTINGS[settings]
     port = free_port()
-    log = open(folder / "feast_serve.log", "w")
-    server = subprocess.Popen([str(Path(sys.executable).parent / "feast"), "serve", "--host", "127.0.0.1",
-                               "--port", str(port), "--workers", "1"], cwd=repo, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
+    log = open(repo / f"feast_serve_{port}.log", "w")
+    server = subprocess.Popen([str(Path(sys.executable).parent / "feast"), "-f", fs_yaml, "serve", "--host",
+                               "127.0.0.1", "--port", str(port), *arguments],
+                              cwd=repo, stdout=log, stderr=log, env={**os.environ, **environment})
     try:
-        wait_until(lambda: urllib.request.urlopen(base + "/health", timeout=2).status == 200, "feast serve",
-                   timeout_s=90)
-        for n in (1, 100):
-            body = json.dumps({"features": references, "entities": {"driver_id": drivers[:n]}}).encode()
-
-            def read():
-                request = urllib.request.Request(base + "/get-online-features", data=body,
-                                                 headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    response.read()
-
-            p50, p99 = percentiles_ms(read)
-            record("online", f"HTTP feature server (sqlite), {n} entit{'y' if n == 1 else 'ies'}", p50 / 1000,
+        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200,
+                   "feast serve", timeout_s=90)
+        requests = bodies(drivers)
+        for case in cases:
+            connection = Client(port)
+            p50, p99 = percentiles_ms(lambda: connection.read(requests[case]))
+            record("online", f"HTTP ({label}, {settings}): {describe(case)}", p50 / 1000,
                    f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        p50, p99, errors = concurrent_ms(port, requests["service 1"])
+        record("online", f"HTTP ({label}, {settings}): {describe('service 1')}, 4 concurrent clients",
+               p50 / 1000, f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors")
     finally:
         server.terminate()
         server.wait(timeout=20)
         log.close()
 
 
+def describe(case: str) -> str:
+    kind, n = case.split()
+    what = "11 stored features" if kind == "plain" else SERVICE
+    return f"{what}, {n} entit{'y' if n == '1' else 'ies'}"
+
+
+def bench_online(folder: Path) -> None:
+    """The integration repo's 11 stored features and its feature service (with the on-demand
+    view), 1 and 100 drivers: SDK reads from sqlite and Redis (with and without -O), and HTTP
+    reads from `feast serve` with several settings."""
+    import os
+    import shutil
+
+    repo = folder / "integration_feature_store"
+    shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    python = [sys.executable]
+    subprocess.run([*python, "generate_data.py", "--drivers", "200"], cwd=repo, check=True, capture_output=True)
+    subprocess.run([*python, "apply.py", "--materialize"], cwd=repo, check=True, capture_output=True)
+    table = pd.read_parquet(repo / "data" / "driver_trip_features.parquet")
+    drivers = [int(d) for d in table.driver_id.unique()[:100]]
+    all_cases = ["plain 1", "service 1", "plain 100", "service 100"]
+
+    def sdk_cases(fs_yaml, label):
+        for flags, named in (([], "python"), (["-O"], "python -O")):
+            out = subprocess.run([*python, *flags, __file__, "--online-child", str(repo), fs_yaml, json.dumps(drivers)],
+                                 capture_output=True, text=True, check=True).stdout
+            for case, (p50, p99) in json.loads(out.strip().splitlines()[-1]).items():
+                record("online", f"SDK ({label}, {named}): {describe(case)}", p50 / 1000,
+                       f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+
+    sdk_cases("feature_store.yaml", "sqlite")
+    for settings in SERVE_SETTINGS:
+        bench_serve(repo, "feature_store.yaml", "sqlite", drivers, settings,
+                    all_cases if settings.startswith(("defaults", "recommended, 1")) else ["plain 1", "service 1"])
+
+    redis_server = shutil.which("redis-server")
+    if not redis_server:
+        print("  online       (no redis-server installed: Redis cases left out)")
+        return
+    port = free_port()
+    server = subprocess.Popen([redis_server, "--bind", "127.0.0.1", "--port", str(port), "--save", ""],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        os.environ["REDIS_CONNECTION_STRING"] = f"127.0.0.1:{port}"
+        time.sleep(1)
+        subprocess.run([*python, "apply.py", "--feature-store-yaml", "feature_store.redis.yaml", "--materialize"],
+                       cwd=repo, check=True, capture_output=True)
+        sdk_cases("feature_store.redis.yaml", "Redis")
+        bench_serve(repo, "feature_store.redis.yaml", "Redis", drivers, "recommended, 1 worker", all_cases)
+    finally:
+        server.terminate()
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         child(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]))
+        return
+    if len(sys.argv) == 5 and sys.argv[1] == "--online-child":
+        online_child(Path(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]))
         return
     if len(sys.argv) == 4 and sys.argv[1] == "--scale-child":
         scale_child(Path(sys.argv[2]), int(sys.argv[3]))
@@ -500,7 +608,7 @@ def main() -> None:
             sizes = [10_000, 100_000] + ([1_000_000] if args.large else [])
             bench_retrieval(Path(folder), sizes, file_store_sizes=[10_000])
     if wanted("online"):
-        print("3. online reads (300 sequential reads after one warm-up; p50 in the seconds column)")
+        print("3. online reads (1,000 sequential reads after 100 to warm up; p50 in the seconds column)")
         with tempfile.TemporaryDirectory() as folder:
             bench_online(Path(folder))
 

@@ -166,21 +166,44 @@ def udf_fields(udf, sources: list, mode: str = "pandas") -> list[Field]:
         name=f"{udf.__name__}_fields", sources=sources, mode=mode, udf=udf, udf_string=""
     )
     probe.infer_features()
-    return probe.features
+    # In python mode Feast's inference also lists the inputs (by short and full name), which the
+    # UDF does not return.
+    inputs = {name for view in probe.source_feature_view_projections.values() for field in view.features
+              for name in (field.name, f"{view.name_to_use()}__{field.name}")}
+    inputs |= {field.name for request in probe.source_request_sources.values() for field in request.schema}
+    return [field for field in probe.features if field.name not in inputs]
 
 
 def udf_source(udf, *functions) -> str:
-    """The source text Feast stores for an on-demand `udf`: the functions it calls (without
-    their Hamilton decorators), then the UDF itself.
+    """The source text Feast stores for an on-demand `udf`: the module-level constants the
+    functions read, the functions it calls (without their Hamilton decorators), then the UDF.
 
     Feast rebuilds a UDF by executing its stored source with little more than pandas and numpy
     in scope, so the functions travel with it: the feature server runs the same code as the
     offline pipeline without needing the repo on its import path.
     """
-    parts = []
+    constants, parts = [], []
     for function in functions:
+        read = _global_names(function.__code__)
+        module = ast.parse(inspect.getsource(inspect.getmodule(function)))
+        for statement in module.body:
+            if isinstance(statement, ast.Assign) and read & {
+                name.id for target in statement.targets for name in ast.walk(target) if isinstance(name, ast.Name)
+            }:
+                text = ast.unparse(statement)
+                if text not in constants:
+                    constants.append(text)
         tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
         tree.body[0].decorator_list = []
         parts.append(ast.unparse(tree))
     parts.append(inspect.getsource(udf))
-    return "\n\n\n".join(parts)
+    return "\n\n\n".join(["\n".join(constants)] * bool(constants) + parts)
+
+
+def _global_names(code) -> set[str]:
+    """The global names a function's code (and the code nested in it) reads."""
+    names = set(code.co_names)
+    for constant in code.co_consts:
+        if inspect.iscode(constant):
+            names |= _global_names(constant)
+    return names

@@ -30,26 +30,32 @@ from hamilton_feast import feature_fields, udf_fields, udf_source
 from trip_features import day_of_week, hour_of_day, is_weekend
 
 
-def _trip_request_features(inputs: pd.DataFrame) -> pd.DataFrame:
-    """The on-demand transformation: calendar features of the request time and the requested
-    distance against the driver's recent trips, by the same functions as the stored features.
-    The columns it returns are the on-demand view's fields."""
-    requested_at = inputs["requested_at"]
-    if pd.api.types.is_numeric_dtype(requested_at):  # JSON clients send epoch seconds
-        requested_at = pd.to_datetime(requested_at, unit="s", utc=True)
-    else:
-        requested_at = pd.to_datetime(requested_at, utc=True)
-    request_day_of_week = day_of_week(requested_at)
-    return pd.DataFrame(
-        {
-            "request_day_of_week": request_day_of_week,
-            "request_is_weekend": is_weekend(request_day_of_week),
-            "request_hour_of_day": hour_of_day(requested_at),
-            "requested_dist_vs_driver_mean_3h": (
-                inputs["requested_trip_dist"] / inputs["driver_trip_dist_mean_3h"]
-            ),
-        }
-    )
+def _request_time(requested_at) -> pd.Timestamp | None:
+    """A request's time, zoned: JSON clients send epoch seconds, and a time without a zone is UTC."""
+    if requested_at is None:
+        return None
+    if pd.api.types.is_number(requested_at):
+        return pd.Timestamp(requested_at, unit="s", tz="UTC")
+    requested_at = pd.Timestamp(requested_at)
+    return requested_at.tz_localize("UTC") if requested_at.tzinfo is None else requested_at
+
+
+def _trip_request_features(inputs: dict) -> dict:
+    """The on-demand transformation, in Feast's python mode (a list per input, a list per
+    output, no DataFrame on the request path): calendar features of the request time by the
+    same functions as the stored features, and the requested distance against the driver's
+    recent trips. The keys it returns are the on-demand view's fields."""
+    requested_at = [_request_time(moment) for moment in inputs["requested_at"]]
+    request_day_of_week = [None if moment is None else day_of_week(moment) for moment in requested_at]
+    return {
+        "request_day_of_week": request_day_of_week,
+        "request_is_weekend": [None if day is None else is_weekend(day) for day in request_day_of_week],
+        "request_hour_of_day": [None if moment is None else hour_of_day(moment) for moment in requested_at],
+        "requested_dist_vs_driver_mean_3h": [
+            None if distance is None or not mean else distance / mean  # no 3 h mean, or 0: no ratio
+            for distance, mean in zip(inputs["requested_trip_dist"], inputs["driver_trip_dist_mean_3h"])
+        ],
+    }
 
 
 def project(project_name: str) -> Project:
@@ -132,15 +138,15 @@ def trip_request_features(
         sources=[driver_trip_stats, trip_request],
         # The columns the UDF returns, typed by running it on sample inputs. (No descriptions:
         # feast 0.67 compares declared fields, descriptions included, with the inferred ones.)
-        schema=udf_fields(_trip_request_features, [driver_trip_stats, trip_request]),
+        schema=udf_fields(_trip_request_features, [driver_trip_stats, trip_request], mode="python"),
         description=(
             "Day of week, weekend flag and hour (UTC) of the requested trip, computed by the same "
             "functions as the stored trip features; and the requested distance over the driver's "
             "mean trip distance in the trailing 3 hours."
         ),
-        mode="pandas",
+        mode="python",
         udf=_trip_request_features,
-        udf_string=udf_source(_trip_request_features, day_of_week, is_weekend, hour_of_day),
+        udf_string=udf_source(_trip_request_features, _request_time, day_of_week, is_weekend, hour_of_day),
     )
 
 

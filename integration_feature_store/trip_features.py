@@ -16,11 +16,16 @@ from hamilton.function_modifiers import check_output, tag
 from hamilton_feast import windows
 
 
+# The calendar features the on-demand view also computes count whole days or hours since the
+# epoch, so the same functions work on a column of trips and on one request's timestamp.
+_EPOCH, _DAY, _HOUR = pd.Timestamp("1970-01-01", tz="UTC"), pd.Timedelta(days=1), pd.Timedelta(hours=1)
+
+
 @tag(feast_view="driver_trip_stats")
 @check_output(data_type=np.int64, range=(0, 6), importance="fail")
 def day_of_week(event_timestamp: pd.Series) -> pd.Series:
     """Day of the week of the trip, UTC (Monday=0, Sunday=6)."""
-    return event_timestamp.dt.dayofweek.astype("int64")
+    return ((event_timestamp - _EPOCH) // _DAY + 3) % 7  # 1970-01-01 was a Thursday
 
 
 @tag(feast_view="driver_trip_stats")
@@ -41,7 +46,7 @@ def month(event_timestamp: pd.Series) -> pd.Series:
 @check_output(data_type=np.int64, range=(0, 23), importance="fail")
 def hour_of_day(event_timestamp: pd.Series) -> pd.Series:
     """Hour of the day the trip started, UTC (0-23)."""
-    return event_timestamp.dt.hour.astype("int64")
+    return (event_timestamp - _EPOCH) // _HOUR % 24
 
 
 @tag(feast_view="driver_trip_stats")

@@ -55,6 +55,52 @@ def test_calendar_features_are_utc(features):
     assert features.day_of_week(stamps).dtype == np.int64
 
 
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "America/St_Johns"])
+def test_calendar_features_equal_pandas_for_every_unit_and_zone_and_for_one_timestamp(features, unit, zone):
+    """The calendar functions count days and hours from the epoch (so the on-demand view can
+    call them on one request's time): the same answers as pandas' calendar, in UTC."""
+    seconds = np.random.default_rng(3).integers(-2 * 10**9, 4 * 10**9, 2000)  # 1906-2096
+    stamps = pd.Series(pd.to_datetime(seconds, unit="s", utc=True)).astype(f"datetime64[{unit}, UTC]")
+    local = stamps.dt.tz_convert(zone)
+    day, hour = features.day_of_week(local), features.hour_of_day(local)
+    assert day.dtype == hour.dtype == np.int64
+    np.testing.assert_array_equal(day, stamps.dt.dayofweek)
+    np.testing.assert_array_equal(hour, stamps.dt.hour)
+    for moment, expected_day, expected_hour in list(zip(local, day, hour))[:50]:
+        assert features.day_of_week(moment) == expected_day
+        assert features.day_of_week(moment.to_pydatetime()) == expected_day
+        assert features.hour_of_day(moment) == expected_hour
+
+
+def test_the_stored_on_demand_udf_runs_alone_and_equals_the_live_one(modules):
+    """Feast rebuilds the UDF from its stored source with only pandas and numpy in scope: it
+    must run (constants included) and answer as the live function does, for request times sent
+    as epoch seconds, zoned or zone-less (UTC) times, and missing values."""
+    from feast.transformation.udf_rehydrate import rehydrate_udf_from_source
+
+    objects, features = modules["feast_objects"], modules["trip_features"]
+    source = objects.udf_source(objects._trip_request_features, objects._request_time,
+                                features.day_of_week, features.is_weekend, features.hour_of_day)
+    rebuilt = rehydrate_udf_from_source(source, preferred_name="_trip_request_features")
+    assert rebuilt is not objects._trip_request_features and rebuilt.__module__ != objects.__name__
+    sunday_late = pd.Timestamp("2026-03-08 23:30", tz="UTC")
+    inputs = {
+        "requested_at": [int(sunday_late.timestamp()), sunday_late.to_pydatetime(),
+                         sunday_late.tz_convert("Asia/Tokyo"), sunday_late.tz_localize(None), None],
+        "requested_trip_dist": [3.0, 3.0, 6.0, 1.5, 3.0],
+        "driver_trip_dist_mean_3h": [1.5, 0.0, 2.0, None, 1.0],
+    }
+    answer = rebuilt(inputs)
+    assert answer == objects._trip_request_features(inputs)
+    assert answer == {
+        "request_day_of_week": [6, 6, 6, 6, None],
+        "request_is_weekend": [True, True, True, True, None],
+        "request_hour_of_day": [23, 23, 23, 23, None],
+        "requested_dist_vs_driver_mean_3h": [2.0, None, 3.0, None, 3.0],
+    }
+
+
 def test_percentile_rank_on_a_hand_made_window(features):
     stamps = utc("2026-05-01 00:00", "2026-05-01 01:00", "2026-05-01 02:00", "2026-05-01 03:30")
     dist = pd.Series([10.0, 30.0, 20.0, 5.0])
