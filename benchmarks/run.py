@@ -122,6 +122,23 @@ def bench_transforms(trips: int, repeats: int) -> None:
            f"{trips / rank / 1e6:.2f} M rows/s")
 
 
+def run_child(*arguments, flags: tuple = ()) -> dict:
+    """This script run in a fresh process with `arguments` (and the interpreter's `flags`): the
+    JSON its last line printed."""
+    out = subprocess.run([sys.executable, *flags, __file__, *map(str, arguments)],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def write_raw_trips(folder: Path, trips: int) -> Path:
+    """`trips` raw trips of 500 drivers over 30 days, as the parquet file the DAG's loader reads."""
+    import pyarrow.parquet as pq
+
+    raw_path = folder / f"raw_{trips}.parquet"
+    pq.write_table(generate_data.raw_trips(END, days=30, trips=trips, drivers=500), raw_path)
+    return raw_path
+
+
 # --- 1b. scale: the whole DAG per node, at 1M and 10M trips --------------------------------
 
 SCALE_NODES = ["raw_trips.loader", "trips", "day_of_week_raw", "month_raw", "hour_of_day_raw",
@@ -163,13 +180,8 @@ def bench_scale(folder: Path, sizes: list[int]) -> dict:
     """Per node and in all, each size in a fresh process (500 drivers, 30 days of trips)."""
     measured = {}
     for trips in sizes:
-        raw_path = folder / f"raw_{trips}.parquet"
-        import pyarrow.parquet as pq
-
-        pq.write_table(generate_data.raw_trips(END, days=30, trips=trips, drivers=500), raw_path)
-        out = subprocess.run([sys.executable, __file__, "--scale-child", str(raw_path), "3"],
-                             capture_output=True, text=True, check=True).stdout
-        measured[trips] = json.loads(out.strip().splitlines()[-1])
+        raw_path = write_raw_trips(folder, trips)
+        measured[trips] = run_child("--scale-child", raw_path, 3)
         raw_path.unlink()
     smallest, largest = sizes[0], sizes[-1]
     for name in SCALE_NODES + ["TOTAL"]:
@@ -223,21 +235,14 @@ def bench_spark(folder: Path, sizes: list[int], one_process: dict) -> None:
     run of the same size; then what the partitioning predicts for N machines."""
     measured = {}
     for trips in sizes:
-        raw_path = folder / f"raw_{trips}.parquet"
-        import pyarrow.parquet as pq
-
-        pq.write_table(generate_data.raw_trips(END, days=30, trips=trips, drivers=500), raw_path)
+        raw_path = write_raw_trips(folder, trips)
         if trips not in one_process:
-            out = subprocess.run([sys.executable, __file__, "--scale-child", str(raw_path), "3"],
-                                 capture_output=True, text=True, check=True).stdout
-            one_process[trips] = json.loads(out.strip().splitlines()[-1])
+            one_process[trips] = run_child("--scale-child", raw_path, 3)
         label = f"{trips / 1e6:g}M trips"
         alone = one_process[trips]["TOTAL"]
         record("spark", f"{label}: one process (load, transforms, checks, save)", alone)
         for master in SPARK_MASTERS:
-            out = subprocess.run([sys.executable, __file__, "--spark-child", str(raw_path), master, "3"],
-                                 capture_output=True, text=True, check=True).stdout
-            measured[trips, master] = json.loads(out.strip().splitlines()[-1])
+            measured[trips, master] = run_child("--spark-child", raw_path, master, 3)
             warm = measured[trips, master]["warm"]
             record("spark", f"{label}: Spark {master}, warm (same table)", warm,
                    f"x{warm / alone:.1f} of one process; first run {measured[trips, master]['first']:.1f}, "
@@ -367,11 +372,7 @@ def bench_retrieval(folder: Path, sizes: list[int], file_store_sizes: list[int])
         write_retrieval_inputs(folder, entity_rows)
         results = {}
         for method in ["asof", "fast", "duckdb"] + (["file"] if entity_rows in file_store_sizes else []):
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", method, str(folder), str(entity_rows)],
-                capture_output=True, text=True, check=True,
-            ).stdout
-            results[method] = json.loads(out.strip().splitlines()[-1])
+            results[method] = run_child("--child", method, folder, entity_rows)
         limit = results["asof"]["seconds"]
         reference = pd.read_parquet(folder / f"result_asof_{entity_rows}.parquet").reset_index(drop=True)
         for method, measured in results.items():
@@ -543,10 +544,9 @@ def bench_online(folder: Path) -> None:
     all_cases = ["plain 1", "service 1", "plain 100", "service 100"]
 
     def sdk_cases(fs_yaml, label):
-        for flags, named in (([], "python"), (["-O"], "python -O")):
-            out = subprocess.run([*python, *flags, __file__, "--online-child", str(repo), fs_yaml, json.dumps(drivers)],
-                                 capture_output=True, text=True, check=True).stdout
-            for case, (p50, p99) in json.loads(out.strip().splitlines()[-1]).items():
+        for flags, named in (((), "python"), (("-O",), "python -O")):
+            measured = run_child("--online-child", repo, fs_yaml, json.dumps(drivers), flags=flags)
+            for case, (p50, p99) in measured.items():
                 record("online", f"SDK ({label}, {named}): {describe(case)}", p50 / 1000,
                        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 

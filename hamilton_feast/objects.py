@@ -182,11 +182,13 @@ def udf_source(udf, *functions) -> str:
     in scope, so the functions travel with it: the feature server runs the same code as the
     offline pipeline without needing the repo on its import path.
     """
-    constants, parts = [], []
+    constants, parts, modules = [], [], {}
     for function in functions:
         read = _global_names(function.__code__)
-        module = ast.parse(inspect.getsource(inspect.getmodule(function)))
-        for statement in module.body:
+        module = inspect.getmodule(function)
+        if module not in modules:
+            modules[module] = ast.parse(inspect.getsource(module)).body
+        for statement in modules[module]:
             if isinstance(statement, ast.Assign) and read & {
                 name.id for target in statement.targets for name in ast.walk(target) if isinstance(name, ast.Name)
             }:

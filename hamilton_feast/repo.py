@@ -202,12 +202,14 @@ class Repo:
         from, from the data loader's file, over ranges of its source's event time."""
         from hamilton_feast import spark  # pyspark, only where Spark is configured
 
+        durations = {}
         for key, least in (("time_partitions", "longer than 0"), ("window_overlap", "0 or longer")):
             setting = settings.get(key)
             duration = _converted(f"spark: {key}", setting, timedelta, self.path) if setting else None
             if duration is None or duration < timedelta(0) or (key == "time_partitions" and not duration):
                 raise ValueError(f"{SETTINGS_FILE} spark: {key} is {setting!r}; expected a duration "
                                  f"{least}, such as '1 day'")
+            durations[key] = duration
         nodes = {node.name: node for node in dag.list_available_variables()}
         specs = {}
         for table, saver in tables.items():
@@ -226,7 +228,7 @@ class Repo:
             specs[table] = {"path": self.saved_table_paths[saver], "columns": columns[table],
                             "modules": module_files, "loader": loaders[0].name,
                             "loader_input": loader_inputs[0], "time_column": source.timestamp_field}
-        return spark.module(specs, settings)
+        return spark.module(specs, **durations)
 
     # --- the saved tables ---
     def _columns(self, node: str, definitions: dict, variables: dict) -> list[str]:

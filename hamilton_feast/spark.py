@@ -23,6 +23,7 @@ import os
 import re
 import sys
 from collections.abc import Collection
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -162,14 +163,13 @@ def spark_session(feature_store: FeatureStore) -> SparkSession:
     return session(feature_store)
 
 
-def module(tables: dict[str, dict], settings: dict) -> ModuleType:
-    """Hamilton nodes for the saved tables, computed and written by Spark: {table: {"path": a
-    folder, "columns": [...], "modules": {name: file}, "loader": the loader node, "loader_input":
-    its path input, "time_column": ...}}, with the `spark:` settings (time_partitions,
-    window_overlap)."""
+def module(tables: dict[str, dict], time_partitions: timedelta, window_overlap: timedelta) -> ModuleType:
+    """Hamilton nodes for the saved tables, computed and written by Spark over ranges of
+    `time_partitions` padded with `window_overlap`: {table: {"path": a folder, "columns": [...],
+    "modules": {name: file}, "loader": the loader node, "loader_input": its path input,
+    "time_column": ...}}."""
     functions = [spark_session]
-    partitions = pd.Timedelta(settings["time_partitions"])
-    overlap = pd.Timedelta(settings["window_overlap"])
+    partitions, overlap = pd.Timedelta(time_partitions), pd.Timedelta(window_overlap)
     for table, spec in tables.items():
         def build(_spec=spec, _table=table, **inputs) -> DataFrame:
             return partitioned_table(
