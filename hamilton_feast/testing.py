@@ -5,8 +5,12 @@ package is installed: so a repo's tests/ work in a copied folder as in this proj
 - `copy_repo`: a repo's code, without what a run wrote into it; `file_hashes` of its code;
 - `edit`: one exact replacement in a file;
 - `registry_objects`: a registry as comparable dictionaries;
-- fixture `redis_server`: a real redis-server on 127.0.0.1, for the session.
+- fixture `redis_server`: a real redis-server on 127.0.0.1, for the session;
+- fixture `chromium`: a real headless Chromium, driven over its DevTools protocol (`Browser`).
 """
+
+import base64
+import json
 
 import hashlib
 import os
@@ -14,7 +18,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
+import zlib
 from pathlib import Path
 
 import pytest
@@ -168,3 +175,112 @@ def redis_server():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+class Browser:
+    """Debian's chromium, headless, with its DevTools protocol on 127.0.0.1: one page that opens
+    addresses, answers JavaScript expressions and takes screenshots, as a user's browser renders."""
+
+    def __init__(self, binary: str, profile_dir: Path, width: int = 1400, height: int = 900):
+        import websocket  # websocket-client, a test extra
+
+        self.size = (width, height)
+        arguments = [
+            binary, "--headless", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
+            "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+            f"--user-data-dir={profile_dir}", f"--window-size={width},{height}", "about:blank",
+        ]
+        if os.geteuid() == 0:
+            arguments.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
+        self._log = open(profile_dir / "chromium.log", "w")  # a file, so that a full pipe never blocks it
+        self.process = subprocess.Popen(arguments, stdout=self._log, stderr=subprocess.STDOUT)
+        port_file = profile_dir / "DevToolsActivePort"
+        wait_until(port_file.exists, "chromium's DevTools port", timeout_s=60, process=self.process)
+        wait_until(lambda: port_file.read_text().count("\n") >= 1, "chromium's DevTools port", timeout_s=10)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
+            page = next(t for t in json.load(response) if t["type"] == "page")
+        self._socket = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
+        self._next_id = 0
+        self.send("Page.enable")
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+
+    def send(self, method: str, **params) -> dict:
+        """One DevTools command; its result, skipping the events that arrive meanwhile."""
+        self._next_id += 1
+        self._socket.send(json.dumps({"id": self._next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self._socket.recv())
+            if message.get("id") == self._next_id:
+                if "error" in message:
+                    raise RuntimeError(f"chromium: {method} failed: {message['error']}")
+                return message["result"]
+
+    def evaluate(self, expression: str):
+        """The value of a JavaScript expression in the page."""
+        answer = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in answer:
+            raise RuntimeError(f"chromium: {expression!r} raised {answer['exceptionDetails']}")
+        return answer["result"].get("value")
+
+    def open(self, url: str, showing: list[str], timeout_s: float = 60.0) -> str:
+        """Go to `url` and wait until the page's visible text shows every string in `showing`;
+        return that text. Fails the test, with what the page showed, if they never appear."""
+        self.send("Page.navigate", url=url)
+        deadline = time.monotonic() + timeout_s
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.evaluate("document.body ? document.body.innerText : ''") or ""
+            if all(item in text for item in showing):
+                return text
+            time.sleep(0.25)
+        missing = [item for item in showing if item not in text]
+        pytest.fail(f"{url} never showed {missing} in {timeout_s} s; it showed:\n{text[:2000]}")
+
+    def links(self) -> set[str]:
+        """The addresses of the page's links, as written in their href."""
+        return set(self.evaluate("Array.from(document.querySelectorAll('a[href]'), a => a.getAttribute('href'))"))
+
+    def screenshot(self, path: Path) -> Path:
+        """The page as a PNG file, the size of the window."""
+        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
+        return path
+
+    def close(self):
+        try:
+            self._socket.close()
+        finally:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+            self._log.close()
+
+
+def png_summary(path: Path) -> tuple[int, int, int]:
+    """(width, height, distinct byte values of its pixel rows) of a PNG file: an image of one
+    colour has very few distinct bytes; a rendered page has many."""
+    data = path.read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path} is not a PNG file")
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    pixels, position = b"", 8
+    while position < len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        if data[position + 4:position + 8] == b"IDAT":
+            pixels += data[position + 8:position + 8 + length]
+        position += 12 + length
+    return width, height, len(set(zlib.decompress(pixels)))
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A real headless Chromium for the session (`Browser`). Debian's chromium must be installed
+    (scripts/test.sh installs it): without it this fails, it does not skip."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.fail("chromium is not installed: sudo apt-get install chromium")
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        browser = Browser(binary, Path(profile))
+        try:
+            yield browser
+        finally:
+            browser.close()

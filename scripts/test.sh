@@ -3,8 +3,9 @@
 # run left every tracked file as it was. Arguments are passed on to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Java 17 for the Spark tests (pytest -k test_spark), which fail loudly without it.
-source scripts/ensure-system-packages.sh graphviz:dot redis-server:redis-server openjdk-17-jre-headless:java
+# Java 17 for the Spark tests (pytest -k test_spark) and chromium for the Feast UI test
+# (pytest -k test_feast_ui), which fail loudly without them.
+source scripts/ensure-system-packages.sh graphviz:dot redis-server:redis-server openjdk-17-jre-headless:java chromium:chromium
 source scripts/setup-env.sh test,spark
 work_tree_state() { git status --porcelain --untracked-files=all 2>/dev/null; git diff 2>/dev/null | sha256sum; }
 before="$(work_tree_state)"
