@@ -11,6 +11,7 @@ Two ways to the same answer, Feast's documented point-in-time semantics:
   training set silently missing rows biases a model, so a short answer is an error here.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -114,27 +115,33 @@ def _parquet(store: FeatureStore, view: FeatureView) -> str:
 
 def _asof_join(connection, store: FeatureStore, view: FeatureView, names: list[str]) -> pd.DataFrame:
     """One view's features for every entity row: its source rows deduplicated by `created`,
-    ASOF-joined backwards on time within the view's join keys, nulled beyond the TTL."""
+    ASOF-joined backwards on time within the view's join keys, nulled beyond the TTL.
+
+    Times are compared as nanoseconds since the epoch, so a source in any unit (s, ms, us, ns),
+    in any zone or none (read as UTC, as Feast reads it), joins exactly, whatever the session's
+    time zone.
+    """
     source = view.batch_source
     path = _parquet(store, view)
     keys = [column.name for column in view.entity_columns]
     ts, created = source.timestamp_field, source.created_timestamp_column
-    latest_first = f"{created} DESC" if created else ts
+    latest_first = f'"{created}" DESC' if created else f'"{ts}"'
     if view.ttl:
-        fresh = f"f.__ts >= e.event_timestamp - INTERVAL {int(view.ttl.total_seconds())} SECOND"
-        picked = ", ".join(f'CASE WHEN {fresh} THEN f."{n}" END AS "{n}"' for n in names)
+        ttl_ns = view.ttl // timedelta(microseconds=1) * 1000
+        picked = ", ".join(f'CASE WHEN f.__ts >= e.__ts - {ttl_ns} THEN f."{n}" END AS "{n}"' for n in names)
     else:
         picked = ", ".join(f'f."{n}"' for n in names)
+    key_list = ", ".join(f'"{k}"' for k in keys)
     key_match = " AND ".join(f'e."{k}" = f."{k}"' for k in keys)
     return connection.execute(f"""
-        WITH f AS (
-            SELECT {", ".join(f'"{k}"' for k in keys)}, "{ts}" AS __ts, {", ".join(f'"{n}"' for n in names)}
+        WITH e AS (SELECT {ROW_ID}, {key_list}, epoch_ns(event_timestamp) AS __ts FROM entities),
+        f AS (
+            SELECT {key_list}, epoch_ns("{ts}") AS __ts, {", ".join(f'"{n}"' for n in names)}
             FROM read_parquet('{path}')
-            QUALIFY row_number() OVER (PARTITION BY {", ".join(f'"{k}"' for k in keys)}, "{ts}"
-                                       ORDER BY {latest_first}) = 1
+            QUALIFY row_number() OVER (PARTITION BY {key_list}, "{ts}" ORDER BY {latest_first}) = 1
         )
         SELECT e.{ROW_ID}, {picked}
-        FROM entities e ASOF LEFT JOIN f ON {key_match} AND e.event_timestamp >= f.__ts
+        FROM e ASOF LEFT JOIN f ON {key_match} AND e.__ts >= f.__ts
         ORDER BY e.{ROW_ID}
     """).df()
 

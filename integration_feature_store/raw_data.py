@@ -8,8 +8,8 @@ from hamilton.io.utils import get_file_and_dataframe_metadata
 
 # column -> what it must be; the transforms rely on exactly this
 RAW_TRIP_SCHEMA = {
-    "event_timestamp": "a timezone-aware datetime (UTC)",
-    "created": "a timezone-aware datetime (UTC)",
+    "event_timestamp": "a timezone-aware datetime (any unit and zone)",
+    "created": "a timezone-aware datetime (any unit and zone)",
     "driver_id": "an integer",
     "rider_id": "an integer",
     "trip_dist": "a number",
@@ -57,6 +57,14 @@ def _value_problems(raw: pd.DataFrame) -> list[str]:
         nans = 0 if pd.api.types.is_integer_dtype(raw[column]) else int(raw[column].isna().sum())
         if nans:
             problems.append(f"column '{column}' has {nans} missing values; expected none")
+    for column in ("event_timestamp", "created"):
+        stamps = raw[column]
+        if stamps.dt.unit == "ns" and (stamps.dt.floor("us") != stamps).any():
+            problems.append(
+                f"column '{column}' has {int((stamps.dt.floor('us') != stamps).sum())} times with "
+                "sub-microsecond digits; expected whole microseconds, which Feast's stores keep "
+                f"(floor them first, e.g. trips['{column}'].dt.floor('us'))"
+            )
     if raw["trip_dist"].min() < 0:
         problems.append("column 'trip_dist' has negative distances; expected >= 0")
     now, latest = pd.Timestamp.now(tz="UTC"), raw["event_timestamp"].max()
@@ -81,8 +89,8 @@ def trips(raw_trips: pd.DataFrame) -> pd.DataFrame:
     if problems:
         raise ValueError("raw trips: " + "; ".join(problems))
     columns = {column: raw_trips[column] for column in RAW_TRIP_SCHEMA}  # no copy of the data
-    for column in ("event_timestamp", "created"):
-        columns[column] = columns[column].dt.tz_convert("UTC")
+    for column in ("event_timestamp", "created"):  # any unit and zone in; UTC microseconds out,
+        columns[column] = columns[column].dt.tz_convert("UTC").dt.as_unit("us")  # as Feast stores them
     ordered = pd.DataFrame(columns, copy=False)
     if not ordered["event_timestamp"].is_monotonic_increasing:
         ordered = ordered.sort_values("event_timestamp", kind="stable")

@@ -248,6 +248,46 @@ def test_fast_path_agrees_with_the_oracle_on_every_row(scenario, tmp_path, offli
         np.testing.assert_array_equal(actual[column].to_numpy(), expected[column].to_numpy(), column)
 
 
+def in_unit(stamps: pd.Series, unit: str, zone: str | None) -> pd.Series:
+    """The same instants in another unit, and in another zone or none (naive, read as UTC)."""
+    stamps = stamps.dt.tz_convert(zone) if zone else stamps.dt.tz_localize(None)
+    return stamps.dt.as_unit(unit)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", None])
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_every_timestamp_unit_and_zone_gives_the_oracle_answers(scenario, tmp_path, unit, zone):
+    """Sources and entity frames in s, ms, us or ns, zoned or naive: both training-set paths
+    agree with the oracle on every row, and materialization loads each driver's latest row.
+    (pandas writes ns by default; the scenario's times are whole seconds, so no unit rounds.)"""
+    features, entities, expected = scenario
+    features = features.assign(event_timestamp=in_unit(features.event_timestamp, unit, zone),
+                               created=in_unit(features.created, unit, zone))
+    entities = entities.assign(event_timestamp=in_unit(entities.event_timestamp, unit, zone))
+    store = store_with("duckdb", features, tmp_path)
+    for get in (training_sets.get_training_set, training_sets.get_training_set_from_feast):
+        actual = get(store, entities, FEATURES)
+        assert actual.index.equals(entities.index), get.__name__
+        for column in VALUE_COLUMNS:
+            np.testing.assert_array_equal(actual[column].to_numpy(), expected[column].to_numpy(),
+                                          f"{get.__name__}: {column}")
+
+    start, end = (START - pd.Timedelta(hours=1)).to_pydatetime(), (START + pd.Timedelta(days=4)).to_pydatetime()
+    if unit == "ns" and zone:
+        # A Feast 0.67 quirk, pinned: its DuckDB store cannot materialize zoned nanosecond times
+        # (pandas' default when it writes parquet). The integration repo saves microseconds.
+        with pytest.raises(Exception, match=r"TIMESTAMPTZ_NS -> TIMESTAMP"):
+            store.materialize(start_date=start, end_date=end)
+        return
+    store.materialize(start_date=start, end_date=end)
+    drivers = list(range(1, 10))
+    online = store.get_online_features(features=FEATURES, entity_rows=[{"driver_id": d} for d in drivers]).to_dict()
+    latest = scenario[0].sort_values(["event_timestamp", "created"]).groupby("driver_id").last()
+    for column in VALUE_COLUMNS:
+        wanted = [latest[column].get(d) for d in drivers]  # driver 9 has no rows: None
+        assert online[column] == [None if pd.isna(w) else w for w in wanted], column
+
+
 def assert_agrees_with_the_oracle(actual: pd.DataFrame, entities: pd.DataFrame, expected: pd.DataFrame):
     assert len(actual) == len(entities) == 1340 and actual.index.equals(entities.index)
     pd.testing.assert_frame_equal(

@@ -260,3 +260,49 @@ def test_the_apply_script_is_short_and_builds_the_driver_in_plain_sight():
     assert len(source.splitlines()) <= 40
     assert "driver.Builder()" in source and ".build()" in source and "dr.execute(" in source
     assert NAME == "integration_feature_store"
+
+
+@pytest.mark.parametrize("unit, entity_unit, zone", [("ms", "s", "Asia/Kolkata"), ("ns", "ns", "America/New_York")])
+def test_raw_trips_in_any_timestamp_unit_and_zone_give_the_same_features(applied, tmp_path, unit, entity_unit, zone):
+    """pandas writes nanoseconds by default; other systems write milliseconds (parquet has no
+    seconds), in their own zone. The same instants give the same saved table (UTC microseconds,
+    as Feast stores them), the same training sets by both paths from entity frames in any unit,
+    and the same online values."""
+    repo_dir, _ = applied
+    raw = pd.read_parquet(repo_dir / RAW_TRIPS)
+    copy = copy_repo(REPO, tmp_path)
+    (copy / "data").mkdir(exist_ok=True)
+    # Whole seconds, so that every unit holds the same instants.
+    whole = raw.assign(event_timestamp=raw.event_timestamp.dt.floor("s"), created=raw.created.dt.floor("s"))
+    whole.to_parquet(copy / RAW_TRIPS)
+    run([sys.executable, "apply.py"], cwd=copy)
+    expected = feature_table(copy)
+    in_unit = {c: whole[c].dt.tz_convert(zone).dt.as_unit(unit) for c in ("event_timestamp", "created")}
+    whole.assign(**in_unit).to_parquet(copy / RAW_TRIPS)
+    assert str(pd.read_parquet(copy / RAW_TRIPS).event_timestamp.dtype) == f"datetime64[{unit}, {zone}]"
+    run([sys.executable, "apply.py", "--materialize"], cwd=copy)
+
+    table = feature_table(copy)
+    assert str(table.event_timestamp.dtype) == str(table.created.dtype) == "datetime64[us, UTC]"
+    pd.testing.assert_frame_equal(table, expected)
+
+    store = FeatureStore(repo_path=str(copy))
+    entity_df = entity_rows_for_trips(whole.sample(200, random_state=7))
+    entity_df.loc[::3, "event_timestamp"] -= pd.Timedelta(minutes=37)
+    entity_df = entity_df.assign(
+        event_timestamp=entity_df.event_timestamp.dt.tz_convert(zone).dt.as_unit(entity_unit),
+        requested_at=entity_df.requested_at.dt.tz_convert(zone).dt.as_unit(entity_unit))
+    service = store.get_feature_service("trip_rating_model_v1")
+    by_feast = training_sets.get_training_set_from_feast(store, entity_df, service)
+    fast = training_sets.get_training_set(store, entity_df, service)
+    for name in [f.name for p in service.feature_view_projections for f in p.features]:
+        np.testing.assert_array_equal(
+            fast[name].astype("float64").to_numpy(), by_feast[name].astype("float64").to_numpy(), name)
+    assert by_feast["driver_trips_24h"].notna().sum() > 100
+
+    now = pd.Timestamp.now(tz="UTC")
+    latest = expected.sort_values(["event_timestamp", "created"]).groupby("driver_id").last()
+    fresh = latest[latest.event_timestamp > now - pd.Timedelta(days=1)].index.tolist()
+    served = store.get_online_features(features=["driver_trip_stats:driver_trips_24h"],
+                                       entity_rows=[{"driver_id": d} for d in fresh]).to_dict()
+    assert fresh and served["driver_trips_24h"] == latest.loc[fresh, "driver_trips_24h"].tolist()

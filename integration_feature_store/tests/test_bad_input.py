@@ -53,7 +53,7 @@ RAW_DATA_CASES = {
                      "[driver_trip_dist_mean_3h:range_validator] validator failed"),
     "negative": (set_row("trip_dist", -1.0), "column 'trip_dist' has negative distances; expected >= 0"),
     "no timezone": (lambda f: f.assign(created=f.created.dt.tz_localize(None)),
-                    "column 'created' has dtype datetime64[us]; expected a timezone-aware datetime (UTC)"),
+                    "column 'created' has dtype datetime64[us]; expected a timezone-aware datetime (any unit and zone)"),
     "future": (set_row("event_timestamp", pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=3), row=1999),
                "column 'event_timestamp' has 1 trips in the future"),
     "no rows": (lambda f: f.iloc[:0], "it has no rows; expected at least one trip"),

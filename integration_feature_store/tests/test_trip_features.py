@@ -194,12 +194,14 @@ def test_trips_are_put_in_event_time_order_with_a_fresh_index(raw_data):
     [
         (lambda f: f.drop(columns=["trip_dist"]), "column 'trip_dist' is missing; expected a number"),
         (lambda f: f.assign(driver_id=f.driver_id.astype(str)), "column 'driver_id' has dtype object; expected an integer"),
-        (lambda f: f.assign(event_timestamp=f.event_timestamp.dt.tz_localize(None)), "column 'event_timestamp' has dtype datetime64[ns]; expected a timezone-aware datetime (UTC)"),
+        (lambda f: f.assign(event_timestamp=f.event_timestamp.dt.tz_localize(None)), "column 'event_timestamp' has dtype datetime64[ns]; expected a timezone-aware datetime (any unit and zone)"),
         (lambda f: f.assign(trip_dist=[1.0, np.nan]), "column 'trip_dist' has 1 missing values; expected none"),
         (lambda f: f.assign(trip_dist=[1.0, -2.0]), "column 'trip_dist' has negative distances; expected >= 0"),
         (lambda f: f.iloc[:0], "it has no rows; expected at least one trip"),
+        (lambda f: f.assign(created=f.created.dt.as_unit("ns") + pd.Timedelta(nanoseconds=1)),
+         "column 'created' has 2 times with sub-microsecond digits; expected whole microseconds"),
     ],
-    ids=["missing column", "wrong dtype", "naive timestamps", "NaN", "negative", "empty"],
+    ids=["missing column", "wrong dtype", "naive timestamps", "NaN", "negative", "empty", "sub-microsecond"],
 )
 def test_bad_raw_trips_get_an_error_naming_the_column(raw_data, change, message):
     """From any source of raw trips: the checks are the trips node's, not the file loader's."""
