@@ -2,8 +2,10 @@
 
 For a table `driver_trip_features` with columns [event_timestamp, ..., driver_trips_24h] this
 makes the node `driver_trip_features` (the columns side by side, one function argument each)
-saved with Hamilton's own `@save_to.parquet` as the node `saved_driver_trip_features`, which
-returns where it wrote (what the Feast source takes as its argument). So no hand-written
+saved with Hamilton's `@save_to` as the node `saved_driver_trip_features`, which returns where
+it wrote (what the Feast source takes as its argument). The saver is `atomic_parquet`, Hamilton's
+pandas parquet saver writing beside the file and renaming it over the old one (atomic.py), so a
+killed run leaves the previous table whole. So no hand-written
 function takes every feature as an argument just to build the table, and the DAG still runs
 unbroken from the features through the saver to the source.
 """
@@ -15,6 +17,8 @@ from types import ModuleType
 import pandas as pd
 from hamilton.ad_hoc_utils import create_temporary_module
 from hamilton.function_modifiers import save_to, value
+
+from hamilton_feast import atomic  # noqa: F401 (registers save_to.atomic_parquet)
 
 
 def saver_name(table: str) -> str:
@@ -42,7 +46,7 @@ def _table_function(table: str, columns: list[str]):
 def module(tables: dict[str, tuple[Path, list[str]]]) -> ModuleType:
     """A module of table nodes and their savers: {table: (path, columns)}."""
     functions = [
-        save_to.parquet(path=value(str(path)), output_name_=saver_name(table))(
+        save_to.atomic_parquet(path=value(str(path)), output_name_=saver_name(table))(
             _table_function(table, columns)
         )
         for table, (path, columns) in tables.items()

@@ -41,7 +41,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from feast import FeatureStore
-from hamilton_feast import saved_tables
+from hamilton_feast import atomic, saved_tables
 
 ROW, PART = "__row", "__part"  # the file order of a raw row; the range of time it is computed in
 
@@ -76,7 +76,7 @@ def session(feature_store: FeatureStore) -> SparkSession:
 @dataclasses.dataclass
 class SparkParquetWriter(DataSaver):
     """Hamilton's `to.parquet` / `@save_to.parquet` for a Spark DataFrame: a folder of parquet
-    files, replaced. A failure in a Spark task is raised as a ValueError with its message."""
+    files, written beside the old folder and renamed over it. A failure in a Spark task is raised as a ValueError with its message."""
 
     path: str
 
@@ -90,7 +90,8 @@ class SparkParquetWriter(DataSaver):
 
     def save_data(self, data: DataFrame) -> dict[str, Any]:
         try:
-            data.write.mode("overwrite").parquet(self.path)
+            with atomic.replaced(self.path) as temporary:  # the old folder stays whole until done
+                data.write.parquet(str(temporary))
         except PythonException as error:
             raise ValueError(f"a Spark task failed: {_task_error(error)}") from error
         fields = data.schema.fields
