@@ -7,15 +7,20 @@
     hamilton-feast lineage trip_dist month   # what a raw column or function feeds
     hamilton-feast draw                 # redraw dag.png and lineage.png (and their .dot)
     hamilton-feast draw --check         # exit 1 if the committed pictures are not current
+    hamilton-feast online --check       # is the online store empty or stale? exits 2 if so
+    hamilton-feast online --reload      # reload each view's TTL window from the offline data
 
 The repo is the folder given by --repo (default: the current one): its settings.yaml lists the
-modules of its Hamilton DAG. Exit codes: 0 done, 1 error, 2 changes found (`changes --check`).
+modules of its Hamilton DAG (`online` works in any Feast repo). Exit codes: 0 done, 1 error,
+2 changes found (`changes --check`) or an online store to reload (`online --check`).
 """
 
 import argparse
 import sys
 
-from hamilton_feast import changes, drawing, feast_operations, lineage, script
+import pandas as pd
+
+from hamilton_feast import changes, drawing, feast_operations, lineage, online, script
 from hamilton_feast.read_only import store_that_writes_nothing
 from hamilton_feast.repo import Repo
 
@@ -38,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     traced.add_argument("names", nargs="*", metavar="NAME", help="raw columns or functions")
     draw = commands.add_parser("draw", help="redraw the repo's pictures")
     draw.add_argument("--check", action="store_true", help="exit 1 if a picture is not current")
+    online_store = commands.add_parser("online", help="check or reload the online store")
+    mode = online_store.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check", action="store_true", help=f"exit {EXIT_CHANGED} if empty, incomplete or stale")
+    mode.add_argument("--reload", action="store_true", help="reload each view's TTL window")
+    online_store.add_argument("--max-age", type=pd.Timedelta, metavar="AGE",
+                              help="stale when last loaded longer ago, e.g. '2 hours' (default: the view's TTL)")
     return parser
 
 
@@ -50,7 +61,18 @@ def _traced(repo: Repo) -> lineage.Lineage:
     return repo.lineage
 
 
+def _online(args) -> int:
+    store = feast_operations.feature_store(args.repo, args.feature_store_yaml)
+    if args.reload:
+        online.reload(store)
+    healths = online.check(store, max_age=args.max_age.to_pytimedelta() if args.max_age else None)
+    print(online.health_report(healths))
+    return EXIT_CHANGED if any(health.problems for health in healths) else 0
+
+
 def run(args) -> int:
+    if args.command == "online":
+        return _online(args)
     repo = Repo(args.repo, args.feature_store_yaml)
     if args.command == "draw":
         drawn = drawing.pictures(repo)

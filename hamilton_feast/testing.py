@@ -5,11 +5,13 @@ package is installed: so a repo's tests/ work in a copied folder as in this proj
 - `copy_repo`: a repo's code, without what a run wrote into it; `file_hashes` of its code;
 - `edit`: one exact replacement in a file;
 - `registry_objects`: a registry as comparable dictionaries;
-- fixture `redis_server`: a real redis-server on 127.0.0.1, for the session;
+- `start_redis`, fixture `redis_server`: a real redis-server on 127.0.0.1 (for the session);
+- `feature_server`: `feast serve` on 127.0.0.1 with the README's serving settings;
 - fixture `chromium`: a real headless Chromium, driven over its DevTools protocol (`Browser`).
 """
 
 import base64
+import contextlib
 import json
 
 import hashlib
@@ -148,17 +150,13 @@ def wait_until(ready, what: str, timeout_s: float = 60.0, process: subprocess.Po
     pytest.fail(f"{what}: not ready after {timeout_s} s")
 
 
-@pytest.fixture(scope="session")
-def redis_server():
-    """A real redis-server on 127.0.0.1 and a free port, for the session; yields "host:port".
-
-    redis-server must be installed (scripts/test.sh installs Debian's package): without it this
-    fails, it does not skip. Each test that writes to it should start with FLUSHALL.
-    """
+def start_redis(port: int) -> subprocess.Popen:
+    """A real redis-server on 127.0.0.1:`port`, empty and without persistence (so a restart is
+    empty), answering PING when returned. redis-server must be installed (scripts/test.sh
+    installs Debian's package): without it this fails, it does not skip."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed: sudo apt-get install redis-server")
-    port = free_port()
     process = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -169,12 +167,55 @@ def redis_server():
             connection.sendall(b"PING\r\n")
             return connection.recv(16).startswith(b"+PONG")
 
+    wait_until(answers_ping, "redis-server", timeout_s=20, process=process)
+    return process
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server (`start_redis`) for the session; yields "host:port". Each test that
+    writes to it should start with FLUSHALL."""
+    port = free_port()
+    process = start_redis(port)
     try:
-        wait_until(answers_ping, "redis-server", timeout_s=20, process=process)
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# The README's serving settings: -O, two workers, no access log, and a recycling limit (by
+# default 1,000 requests, after which a worker's open connections are reset) raised far above
+# any test's load.
+SERVE_ARGUMENTS = ["--workers", "2", "--no-access-log", "--max-requests", "100000", "--max-requests-jitter", "10000"]
+
+
+@contextlib.contextmanager
+def feature_server(repo_dir: Path, feature_store_yaml: str = "feature_store.yaml", env: dict | None = None):
+    """`feast serve` on the repo, on 127.0.0.1 and a free port, with the README's settings; yields
+    its base URL once /health answers. Its output goes to data/feast_serve.log."""
+    port = free_port()
+    feast = str(Path(sys.executable).parent / "feast")
+    log = open(repo_dir / "data" / "feast_serve.log", "w")
+    process = subprocess.Popen(
+        [feast, "--feature-store-yaml", feature_store_yaml, "serve", "--host", "127.0.0.1", "--port", str(port),
+         *SERVE_ARGUMENTS],
+        cwd=repo_dir, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONOPTIMIZE": "1", **(env or {})},
+    )
+    base_url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(base_url + "/health", timeout=2) as response:
+            return response.status == 200
+
+    try:
+        wait_until(healthy, "feast serve", timeout_s=90, process=process)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
 
 
 class Browser:

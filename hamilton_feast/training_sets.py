@@ -96,7 +96,7 @@ def _views_and_features(store: FeatureStore, features) -> dict:
     return views
 
 
-def _parquet(store: FeatureStore, view: FeatureView) -> str:
+def parquet_files(store: FeatureStore, view: FeatureView) -> str:
     """What DuckDB reads for the view's source: a parquet file (a FileSource), or the parquet
     files of a folder (a SparkSource with a path); refused, naming the view, for anything else."""
     source = view.batch_source
@@ -122,7 +122,7 @@ def _asof_join(connection, store: FeatureStore, view: FeatureView, names: list[s
     time zone.
     """
     source = view.batch_source
-    path = _parquet(store, view)
+    path = parquet_files(store, view)
     keys = [column.name for column in view.entity_columns]
     ts, created = source.timestamp_field, source.created_timestamp_column
     latest_first = f'"{created}" DESC' if created else f'"{ts}"'

@@ -3,19 +3,22 @@ save among them), two applies at once, a corrupted registry, and a data folder t
 written. Whatever happens, what Feast reads stays whole: the previous version or the new one."""
 
 import hashlib
-import os
+import json
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from trip_repo import FEATURE_TABLE, REPO
+from trip_repo import FEATURE_TABLE, REPO, feature_table
 
 from feast import FeatureStore
-from hamilton_feast.testing import copy_repo, edit, generate_data, run
+from hamilton_feast.testing import copy_repo, edit, feature_server, free_port, generate_data, run, start_redis
 
 REGISTRY = "data/registry.db"
 VIEWS = {"driver_trip_stats"}
@@ -109,3 +112,81 @@ def test_a_killed_refresh_leaves_the_previous_table_whole(big_repo):
     months = pd.read_parquet(big_repo / FEATURE_TABLE).month
     assert assert_whole(big_repo) != previous and months.between(1, 12).all()
     assert temporaries(big_repo) == []
+
+
+# --- losing the online store --------------------------------------------------------------
+
+
+def trips_24h(body: dict) -> list:
+    """driver_trips_24h from a feature server's answer (its features come in any order)."""
+    return body["results"][body["metadata"]["feature_names"].index("driver_trips_24h")]["values"]
+
+
+def post(base_url: str, body: dict) -> tuple[int, dict]:
+    """POST /get-online-features; (status, JSON body) whatever the status."""
+    request = urllib.request.Request(base_url + "/get-online-features", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_redis_lost_and_restarted_empty_is_detected_and_reloaded_while_serving(tmp_path):
+    """Redis killed under a running feature server, then restarted empty: clear 5xx answers
+    meanwhile, `online --check` exits 2 (Feast's materialize-incremental restores nothing), and
+    `online --reload` brings back every entity's latest values, with the server still up."""
+    port = free_port()
+    redis_process = start_redis(port)
+    env = {"REDIS_CONNECTION_STRING": f"127.0.0.1:{port}"}
+    yaml_file = "feature_store.redis.yaml"
+    check = ["hamilton-feast", "--feature-store-yaml", yaml_file, "online", "--check"]
+    try:
+        repo_dir = copy_repo(REPO, tmp_path)
+        generate_data(repo_dir, "--trips", "5000", "--drivers", "30", "--days", "3")
+        run([sys.executable, "apply.py", "--feature-store-yaml", yaml_file, "--materialize"], repo_dir, env=env)
+        table = feature_table(repo_dir)
+        now = pd.Timestamp.now(tz="UTC")
+        latest = table[table.event_timestamp > now - pd.Timedelta(days=1)]
+        latest = latest.sort_values(["event_timestamp", "created"]).groupby("driver_id").last()
+        drivers = [int(d) for d in latest.index]
+        request = {"features": ["driver_trip_stats:driver_trips_24h", "driver_trip_stats:driver_trip_dist_mean_3h"],
+                   "entities": {"driver_id": drivers}}
+        expected = latest.loc[drivers, "driver_trips_24h"].tolist()
+        assert len(drivers) >= 20
+
+        with feature_server(repo_dir, yaml_file, env=env) as base_url:
+            status, body = post(base_url, request)
+            assert status == 200, body
+            assert trips_24h(body) == expected
+            assert "ok (" in run(check, repo_dir, env=env).stdout
+
+            redis_process.kill()
+            redis_process.wait()
+            for _ in range(3):  # each request fails on its own; the server stays up
+                status, body = post(base_url, request)
+                assert status >= 500, (status, body)
+                assert "Connection" in json.dumps(body), body
+            failed = run(check, repo_dir, expect_success=False, env=env)
+            assert failed.returncode == 2 and "cannot read the online store" in failed.stdout
+
+            redis_process = start_redis(port)  # back, empty
+            status, body = post(base_url, request)
+            assert status == 200 and trips_24h(body) == [None] * len(drivers)
+            run(["feast", "--feature-store-yaml", yaml_file, "materialize-incremental", now.isoformat()],
+                repo_dir, env=env)
+            found = run(check, repo_dir, expect_success=False, env=env)
+            assert found.returncode == 2
+            empty = re.search(r"driver_trip_stats: empty: (\d+) of (\d+) entities", found.stdout)
+            assert empty and empty[1] == empty[2] and int(empty[1]) >= len(drivers) - 2, found.stdout
+
+            reloaded = run(["hamilton-feast", "--feature-store-yaml", yaml_file, "online", "--reload"], repo_dir, env=env)
+            assert "Reloading driver_trip_stats" in reloaded.stdout
+            assert f"driver_trip_stats: ok ({empty[1]} entities read back)" in reloaded.stdout
+            status, body = post(base_url, request)
+            assert status == 200 and trips_24h(body) == expected
+            assert run(check, repo_dir, env=env).returncode == 0
+    finally:
+        redis_process.kill()
+        redis_process.wait()

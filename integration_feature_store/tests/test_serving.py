@@ -3,13 +3,10 @@ and `feast serve` over HTTP. Both run on 127.0.0.1 on free ports, started by the
 
 import http.client
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +16,7 @@ from trip_repo import FEATURE_TABLE, REPO, applied_copy, feature_table
 
 from feast import FeatureStore
 from feast.data_source import PushMode
-from hamilton_feast.testing import copy_repo, free_port, generate_data, run, wait_until
+from hamilton_feast.testing import copy_repo, feature_server, generate_data, run
 
 REDIS_YAML = "feature_store.redis.yaml"
 
@@ -73,40 +70,18 @@ def as_columns(response: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def feature_server(tmp_path_factory):
+def served(tmp_path_factory):
     """The integration repo, applied and materialized, served by `feast serve` on 127.0.0.1."""
     repo_dir = applied_copy(tmp_path_factory.mktemp("serve"), apply_args=["--materialize"])
-    port = free_port()
-    feast = str(Path(sys.executable).parent / "feast")
-    # With the README's serving settings: -O, two workers, no access log, and a recycling limit
-    # (by default 1,000 requests, after which a worker's open connections are reset) raised far
-    # above this module's load.
-    log = open(repo_dir / "data" / "feast_serve.log", "w")
-    process = subprocess.Popen(
-        [feast, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--no-access-log",
-         "--max-requests", "100000", "--max-requests-jitter", "10000"],
-        cwd=repo_dir, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONOPTIMIZE": "1"},
-    )
-    base_url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        with urllib.request.urlopen(base_url + "/health", timeout=2) as response:
-            return response.status == 200
-
-    try:
-        wait_until(healthy, "feast serve", timeout_s=90, process=process)
+    with feature_server(repo_dir) as base_url:
         yield repo_dir, base_url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
 
 
 DRIVERS = [1001, 1002, 1003]
 
 
-def test_http_features_by_name_equal_the_sdk(feature_server):
-    repo_dir, base_url = feature_server
+def test_http_features_by_name_equal_the_sdk(served):
+    repo_dir, base_url = served
     features = ["driver_trip_stats:driver_trips_24h", "driver_trip_stats:driver_trip_dist_mean_3h",
                 "driver_trip_stats:is_weekend"]
     over_http = as_columns(post(base_url, "/get-online-features",
@@ -119,8 +94,8 @@ def test_http_features_by_name_equal_the_sdk(feature_server):
     assert all(v is not None for v in over_http["driver_trips_24h"])
 
 
-def test_http_feature_service_with_the_on_demand_feature_equals_the_sdk(feature_server):
-    repo_dir, base_url = feature_server
+def test_http_feature_service_with_the_on_demand_feature_equals_the_sdk(served):
+    repo_dir, base_url = served
     moment = pd.Timestamp("2026-03-08 13:30", tz="UTC")  # a Sunday
     distances = [2.0, 8.0, 12.5]
     over_http = as_columns(post(base_url, "/get-online-features", {
@@ -142,8 +117,8 @@ def test_http_feature_service_with_the_on_demand_feature_equals_the_sdk(feature_
     assert over_http["driver_trips_24h"] == sdk["driver_trips_24h"]
 
 
-def test_http_push_is_served_back(feature_server):
-    repo_dir, base_url = feature_server
+def test_http_push_is_served_back(served):
+    repo_dir, base_url = served
     now = pd.Timestamp.now(tz="UTC").floor("us")
     row = pd.read_parquet(repo_dir / FEATURE_TABLE).tail(1)
     row = row.assign(driver_id=1004, event_timestamp=now, created=now, driver_trips_24h=999)
@@ -156,10 +131,10 @@ def test_http_push_is_served_back(feature_server):
     assert served["driver_trips_24h"] == [999]
 
 
-def test_bounded_loopback_load_completes_without_errors(feature_server):
+def test_bounded_loopback_load_completes_without_errors(served):
     """2,000 requests from 4 concurrent clients, each on its own keep-alive connection as a
     model server would hold one; prints the latency percentiles (not a target)."""
-    _, base_url = feature_server
+    _, base_url = served
     host, port = base_url.removeprefix("http://").split(":")
     body = json.dumps({"feature_service": "trip_rating_model_v1",
                        "entities": {"driver_id": [1001], "requested_at": [1772976600],

@@ -1,0 +1,135 @@
+"""The online store against the registry: a check an operator can alert on, and a reload that
+restores the online store from the offline data.
+
+Feast's registry records, per feature view, the intervals materialization loaded. When the online
+store loses its data (a Redis restarted empty, a new sqlite file), the registry still records them,
+so `materialize-incremental` loads nothing, and the feature server answers every feature as null
+with status PRESENT. So:
+
+- `check`: per online feature view, the entities the offline data has rows for in the view's TTL
+  window before its last load (a sample of them), read back from the online store. Each must be
+  there, with its latest row's event time; the last load must be newer than `max_age` (default:
+  the view's TTL). Any failure, or an online store that cannot be read, is a problem.
+- `reload`: materialize every online feature view over its TTL window ending now (all of its
+  data for a view without a TTL), whatever the registry says was loaded.
+"""
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+
+from feast import FeatureStore, FeatureView
+from hamilton_feast.notices import known_notices_hidden
+from hamilton_feast.training_sets import parquet_files
+
+SAMPLE = 1000  # entities read back per view
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclasses.dataclass
+class ViewHealth:
+    view: str
+    loaded_until: datetime | None
+    checked: int = 0  # entities read back
+    missing: int = 0  # of those, without any value online
+    behind: int = 0  # of those, with an older row online than the offline data's latest
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+
+def _online_views(store: FeatureStore) -> list[FeatureView]:
+    return [view for view in store.list_feature_views() if view.online]
+
+
+def _latest_offline(store: FeatureStore, view: FeatureView, start: datetime, end: datetime) -> list[dict]:
+    """A sample of the entities with offline rows in [start, end): their keys and latest event
+    time in whole seconds (what the online store reports)."""
+    keys = ", ".join(f'"{column.name}"' for column in view.entity_columns)
+    ts = view.batch_source.timestamp_field
+    rows = duckdb.sql(f"""
+        SELECT {keys}, max(epoch_ns("{ts}")) // 1000000000 AS __latest
+        FROM read_parquet('{parquet_files(store, view)}')
+        WHERE epoch_ns("{ts}") >= {int(start.timestamp() * 1e6) * 1000}
+          AND epoch_ns("{ts}") < {int(end.timestamp() * 1e6) * 1000}
+        GROUP BY ALL
+        USING SAMPLE reservoir({SAMPLE} ROWS) REPEATABLE (42)
+    """).df()
+    return rows.to_dict("records")
+
+
+def _check_view(store: FeatureStore, view: FeatureView, now: datetime, max_age: timedelta | None) -> ViewHealth:
+    intervals = view.materialization_intervals
+    health = ViewHealth(view.name, max((end for _, end in intervals), default=None))
+    if health.loaded_until is None:
+        health.problems.append("never materialized: run `hamilton-feast online --reload`")
+        return health
+    allowed = max_age or view.ttl
+    if allowed and now - health.loaded_until > allowed:
+        health.problems.append(f"stale: last loaded {health.loaded_until:%Y-%m-%d %H:%M} UTC, "
+                               f"more than {allowed} ago")
+    start = health.loaded_until - view.ttl if view.ttl else EPOCH
+    expected = _latest_offline(store, view, start, health.loaded_until)
+    if not expected:
+        return health
+    keys = [column.name for column in view.entity_columns]
+    names = [feature.name for feature in view.features]
+    try:
+        with known_notices_hidden():
+            online = store.get_online_features(
+                features=[f"{view.name}:{name}" for name in names],
+                entity_rows=[{key: row[key] for key in keys} for row in expected],
+            ).to_dict(include_event_timestamps=True)
+    except Exception as error:  # any online store's client error: the check's answer, not a crash
+        health.problems.append(f"cannot read the online store: {type(error).__name__}: {error}")
+        return health
+    health.checked = len(expected)
+    for i, row in enumerate(expected):
+        if all(online[name][i] is None for name in names):
+            health.missing += 1
+        elif max(online[f"{name}__ts"][i] for name in names) < row["__latest"]:
+            health.behind += 1
+    if health.missing:
+        empty = "empty" if health.missing == health.checked else "incomplete"
+        health.problems.append(
+            f"{empty}: {health.missing} of {health.checked} entities with offline rows since "
+            f"{start:%Y-%m-%d %H:%M} UTC have no values online (the registry says they were loaded): "
+            "run `hamilton-feast online --reload`"
+        )
+    if health.behind:
+        health.problems.append(f"behind: {health.behind} of {health.checked} entities have an older "
+                               "row online than offline: run `hamilton-feast online --reload`")
+    return health
+
+
+def check(store: FeatureStore, now: datetime | None = None, max_age: timedelta | None = None) -> list[ViewHealth]:
+    """The health of every online feature view (see the module's description)."""
+    now = now or datetime.now(timezone.utc)
+    return [_check_view(store, view, now, max_age) for view in _online_views(store)]
+
+
+def health_report(healths: list[ViewHealth]) -> str:
+    lines = []
+    for health in healths:
+        state = "; ".join(health.problems) or f"ok ({health.checked} entities read back)"
+        lines.append(f"{health.view}: {state}")
+    return "\n".join(lines)
+
+
+def reload(store: FeatureStore, end: datetime | None = None) -> list[tuple[str, datetime, datetime]]:
+    """Load every online feature view from the offline data over its TTL window up to `end`
+    (default: now), or from the epoch without a TTL; return what was loaded."""
+    end = end or datetime.now(timezone.utc)
+    loaded = []
+    for view in _online_views(store):
+        start = end - view.ttl if view.ttl else EPOCH
+        print(f"Reloading {view.name} from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
+        try:
+            with known_notices_hidden():
+                store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+        except Exception as error:  # e.g. the online store is unreachable
+            raise ValueError(
+                f"reloading {view.name} failed: {type(error).__name__}: {error}; run the reload "
+                "again once the online store answers"
+            ) from error
+        loaded.append((view.name, start, end))
+    return loaded
