@@ -6,7 +6,10 @@ then renamed over the old one, which readers see either whole or not yet replace
 - `replaced(path)`: a context manager around any writer of a file or a folder;
 - `save_to.atomic_parquet(path=...)`: Hamilton's `@save_to.parquet` for pandas, written that way;
 - `AtomicFileRegistryStore`: Feast's file registry, written that way. A repo selects it in its
-  feature_store.yaml: `registry: {path: data/registry.db, registry_store_type: ...}`.
+  feature_store.yaml: `registry: {path: data/registry.db, registry_store_type: ...}`;
+- `locked(path)`: one writer at a time (a lock file beside `path`), so that two applies at once
+  register and materialize one after the other instead of interleaving their read-modify-writes
+  of the registry.
 
 A temporary left behind by a killed run carries its process id and is removed by the next write
 of the same path. A failed write (disk full, permission denied) leaves the old file as it was and
@@ -15,7 +18,10 @@ raises an error naming the path.
 
 import contextlib
 import dataclasses
+import fcntl
+import hashlib
 import os
+import sys
 import shutil
 import uuid
 from collections.abc import Collection, Iterator
@@ -28,7 +34,10 @@ from hamilton import registry
 from hamilton.io.utils import get_file_and_dataframe_metadata
 from hamilton.plugins.pandas_extensions import PandasParquetWriter
 
+from google.protobuf.message import DecodeError
+
 from feast.infra.registry.file import FileRegistryStore
+from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
 
 TEMPORARY = ".tmp-"
 
@@ -153,11 +162,82 @@ registry.register_adapter(AtomicParquetWriter)
 
 
 class AtomicFileRegistryStore(FileRegistryStore):
-    """Feast's file registry store, writing through `replaced`: a killed `apply` leaves the
-    previous registry whole (Feast's own store truncates the file, then writes it)."""
+    """Feast's file registry store, writing through `replaced`, so a killed `apply` leaves the
+    previous registry whole (Feast's own store truncates the file, then writes it); and checked
+    when read, so a damaged file is an error naming it, not an empty or partial registry.
+
+    Beside the registry, `.<name>.sha256` lists the digests of the registry's last two versions.
+    It is replaced before the registry is, so a run killed between the two leaves a registry
+    whose digest it still lists. A registry written by another tool (no digest file) is read
+    as Feast reads it, but an empty or undecodable one is still refused.
+    """
+
+    def _digests(self) -> Path:
+        return self._filepath.with_name(f".{self._filepath.name}.sha256")
+
+    def get_registry_proto(self):
+        if not self._filepath.exists():
+            return super().get_registry_proto()  # Feast's "Have you run feast apply?"
+        data = self._filepath.read_bytes()
+        known = self._digests().read_text().split() if self._digests().exists() else None
+        problem = None
+        if not data:
+            problem = "it is empty"
+        elif known is not None and hashlib.sha256(data).hexdigest() not in known:
+            problem = f"its content is not what was written last ({len(data)} bytes; truncated or overwritten?)"
+        else:
+            registry_proto = RegistryProto()
+            try:
+                registry_proto.ParseFromString(data)
+                return registry_proto
+            except DecodeError as error:
+                problem = f"it cannot be decoded ({error})"
+        raise ValueError(
+            f"the registry {self._filepath} is damaged: {problem}. Restore it from a backup, or "
+            "delete it and run `python apply.py --materialize`, which registers everything again "
+            "and reloads the online store"
+        )
 
     def _write_registry(self, registry_proto) -> None:
         registry_proto.version_id = str(uuid.uuid4())  # as Feast's store marks each version
         registry_proto.last_updated.FromDatetime(datetime.now(timezone.utc))
+        data = registry_proto.SerializeToString()
+        previous = hashlib.sha256(self._filepath.read_bytes()).hexdigest() if self._filepath.exists() else ""
+        with replaced(self._digests()) as temporary:
+            temporary.write_text(f"{hashlib.sha256(data).hexdigest()}\n{previous}\n")
         with replaced(self._filepath) as temporary:
-            temporary.write_bytes(registry_proto.SerializeToString())
+            temporary.write_bytes(data)
+
+
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path`'s lock file (`.<name>.lock` beside it) while the block
+    runs; wait, saying so, while another process holds it. The lock goes with the process, so a
+    killed holder never leaves it taken."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            print(f"Waiting for {holder} to finish writing {path.name} ...", file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"process {os.getpid()}")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def registry_locked(store):
+    """`locked` on a Feast store's file registry, for a block that writes it (apply, materialize):
+    another writer of the same repo waits. Other registries (SQL) handle their own writers."""
+    registry = store.config.registry
+    if registry.registry_type != "file" or "://" in registry.path:
+        return contextlib.nullcontext()
+    return locked(Path(store.repo_path) / registry.path)

@@ -4,7 +4,9 @@ written. Whatever happens, what Feast reads stays whole: the previous version or
 
 import hashlib
 import json
+import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -18,7 +20,10 @@ import pytest
 from trip_repo import FEATURE_TABLE, REPO, feature_table
 
 from feast import FeatureStore
-from hamilton_feast.testing import copy_repo, edit, feature_server, free_port, generate_data, run, start_redis
+from hamilton_feast import atomic
+from hamilton_feast.testing import (
+    copy_repo, edit, feature_server, free_port, generate_data, run, start_redis, wait_until,
+)
 
 REGISTRY = "data/registry.db"
 VIEWS = {"driver_trip_stats"}
@@ -190,3 +195,109 @@ def test_redis_lost_and_restarted_empty_is_detected_and_reloaded_while_serving(t
     finally:
         redis_process.kill()
         redis_process.wait()
+
+
+# --- two writers, a broken registry, a data folder that cannot be written ------------------
+
+
+def test_two_applies_at_once_both_succeed_one_after_the_other(tmp_path):
+    """Both runs compute at once; registering and materializing wait for the registry's lock,
+    held here until both are waiting, so that they meet there every time."""
+    repo_dir = copy_repo(REPO, tmp_path)
+    generate_data(repo_dir, "--trips", "20000", "--drivers", "20", "--days", "3")
+    apply = [sys.executable, "apply.py", "--materialize"]
+    logs = [tmp_path / f"apply{i}.log" for i in range(2)]
+    with atomic.locked(repo_dir / REGISTRY):
+        processes = [subprocess.Popen(apply, cwd=repo_dir, stdout=log.open("w"), stderr=subprocess.STDOUT)
+                     for log in logs]
+        wait_until(lambda: all("Waiting for process" in log.read_text() for log in logs),
+                   "both applies waiting for the registry", timeout_s=300)
+    exit_codes = [process.wait(timeout=600) for process in processes]
+    assert exit_codes == [0, 0], [log.read_text() for log in logs]
+    assert_whole(repo_dir)
+    assert temporaries(repo_dir) == []
+    view = FeatureStore(repo_path=str(repo_dir)).get_feature_view("driver_trip_stats")
+    assert view.materialization_intervals
+    assert "ok (" in run(["hamilton-feast", "online", "--check"], repo_dir).stdout
+
+
+def test_a_damaged_registry_is_an_error_naming_it_never_an_empty_store(tmp_path):
+    repo_dir = copy_repo(REPO, tmp_path)
+    generate_data(repo_dir, "--trips", "2000", "--drivers", "10", "--days", "2")
+    run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)
+    registry = repo_dir / REGISTRY
+    good = registry.read_bytes()
+    damages = {"truncated": good[: len(good) // 2], "empty": b"", "overwritten": b"\x00garbage" + good[9:]}
+    commands = {"apply": [sys.executable, "apply.py"], "check": ["hamilton-feast", "online", "--check"]}
+    for damage, data in damages.items():
+        registry.write_bytes(data)
+        for command in [commands["apply"]] + ([commands["check"]] if damage == "truncated" else []):
+            result = run(command, repo_dir, expect_success=False)
+            assert result.returncode == 1, (damage, command, result.stdout)
+            assert f"the registry {registry} is damaged" in result.stderr or \
+                f"the registry {REGISTRY} is damaged" in result.stderr, (damage, result.stderr)
+            assert "Traceback" not in result.stderr
+        with pytest.raises(ValueError, match="is damaged"):
+            FeatureStore(repo_path=str(repo_dir)).list_feature_views()
+        assert registry.read_bytes() == data  # left for the operator to restore or delete
+    # The documented recovery: delete it and apply again.
+    registry.unlink()
+    run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)
+    assert_whole(repo_dir)
+    assert "ok (" in run(["hamilton-feast", "online", "--check"], repo_dir).stdout
+
+
+def state(repo_dir: Path) -> dict[str, str]:
+    return {name: digest(repo_dir / name) for name in (FEATURE_TABLE, REGISTRY, "data/online_store.db")}
+
+
+def without_root_privileges() -> list[str]:
+    """A command prefix that makes root obey file permissions (as every other user does)."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+            "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+@pytest.fixture
+def applied_small(tmp_path):
+    repo_dir = copy_repo(REPO, tmp_path)
+    generate_data(repo_dir, "--trips", "20000", "--drivers", "20", "--days", "3")
+    run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)
+    generate_data(repo_dir, "--trips", "20000", "--drivers", "20", "--days", "3", "--seed", "9")
+    return repo_dir
+
+
+def test_a_data_folder_without_write_permission_is_a_clear_error_and_changes_nothing(applied_small):
+    before = state(applied_small)
+    data = applied_small / "data"
+    data.chmod(0o555)
+    try:
+        result = run([*without_root_privileges(), sys.executable, "apply.py", "--materialize"], applied_small,
+                     expect_success=False)
+    finally:
+        data.chmod(0o755)
+    assert result.returncode == 1
+    assert f"cannot write {data / 'driver_trip_features.parquet'}: Permission denied" in result.stderr
+    assert "error: nothing was registered" in result.stderr and "Traceback" not in result.stderr
+    assert state(applied_small) == before and temporaries(applied_small) == []
+
+
+def test_no_space_for_the_table_is_a_clear_error_and_changes_nothing(applied_small):
+    """The system refuses the table's bytes part-way, as a full disk does (here: a file size
+    limit, RLIMIT_FSIZE, which needs no privileges; Python then gets EFBIG instead of ENOSPC)."""
+    before = state(applied_small)
+    limit = os.path.getsize(applied_small / FEATURE_TABLE) // 3
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run([sys.executable, "apply.py", "--materialize"], cwd=applied_small, capture_output=True,
+                            text=True, preexec_fn=limited)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"cannot write {applied_small / FEATURE_TABLE}: " in result.stderr, result.stderr
+    assert "File too large" in result.stderr
+    assert "the previous version is unchanged" in result.stderr and "Traceback" not in result.stderr
+    assert state(applied_small) == before and temporaries(applied_small) == []
+    run([sys.executable, "apply.py", "--materialize"], cwd=applied_small)  # with room again: fine
+    assert state(applied_small)[FEATURE_TABLE] != before[FEATURE_TABLE]
