@@ -21,8 +21,8 @@ import dataclasses
 import fcntl
 import hashlib
 import os
-import sys
 import shutil
+import sys
 import uuid
 from collections.abc import Collection, Iterator
 from datetime import datetime, timezone
@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from google.protobuf.message import DecodeError
 from hamilton import registry
 from hamilton.io.utils import get_file_and_dataframe_metadata
 from hamilton.plugins.pandas_extensions import PandasParquetWriter
-
-from google.protobuf.message import DecodeError
 
 from feast.infra.registry.file import FileRegistryStore
 from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
@@ -161,37 +160,43 @@ class AtomicParquetWriter(PandasParquetWriter):
 registry.register_adapter(AtomicParquetWriter)
 
 
+# The registry's digest, appended as protobuf field 1000 (bytes): Feast's own store and any
+# protobuf reader skip it as an unknown field. Key: (1000 << 3) | 2 as a varint; length: 32.
+DIGEST_KEY = bytes([0xC2, 0x3E, 32])
+DIGEST_LENGTH = len(DIGEST_KEY) + 32
+
+
 class AtomicFileRegistryStore(FileRegistryStore):
     """Feast's file registry store, writing through `replaced`, so a killed `apply` leaves the
     previous registry whole (Feast's own store truncates the file, then writes it); and checked
-    when read, so a damaged file is an error naming it, not an empty or partial registry.
+    when read, so a damaged file is an error naming it, never an empty or partial registry.
 
-    Beside the registry, `.<name>.sha256` lists the digests of the registry's last two versions.
-    It is replaced before the registry is, so a run killed between the two leaves a registry
-    whose digest it still lists. A registry written by another tool (no digest file) is read
-    as Feast reads it, but an empty or undecodable one is still refused.
+    Each version ends with its own sha256 (DIGEST_KEY), so a copy restored from a backup checks
+    out as well. A registry written by another store (no digest) must decode and list a project.
     """
-
-    def _digests(self) -> Path:
-        return self._filepath.with_name(f".{self._filepath.name}.sha256")
 
     def get_registry_proto(self):
         if not self._filepath.exists():
             return super().get_registry_proto()  # Feast's "Have you run feast apply?"
         data = self._filepath.read_bytes()
-        known = self._digests().read_text().split() if self._digests().exists() else None
+        signed = data[-DIGEST_LENGTH:-32] == DIGEST_KEY
+        content = data[:-DIGEST_LENGTH] if signed else data
+        registry_proto = RegistryProto()
         problem = None
         if not data:
             problem = "it is empty"
-        elif known is not None and hashlib.sha256(data).hexdigest() not in known:
-            problem = f"its content is not what was written last ({len(data)} bytes; truncated or overwritten?)"
+        elif signed and hashlib.sha256(content).digest() != data[-32:]:
+            problem = f"its digest does not match its content ({len(data)} bytes; overwritten in part?)"
         else:
-            registry_proto = RegistryProto()
             try:
-                registry_proto.ParseFromString(data)
-                return registry_proto
+                registry_proto.ParseFromString(content)
             except DecodeError as error:
-                problem = f"it cannot be decoded ({error})"
+                problem = f"it cannot be decoded ({error}; truncated?)"
+            else:
+                if not signed and not registry_proto.projects:
+                    problem = "it lists no project (truncated?)"
+        if problem is None:
+            return registry_proto
         raise ValueError(
             f"the registry {self._filepath} is damaged: {problem}. Restore it from a backup, or "
             "delete it and run `python apply.py --materialize`, which registers everything again "
@@ -202,11 +207,8 @@ class AtomicFileRegistryStore(FileRegistryStore):
         registry_proto.version_id = str(uuid.uuid4())  # as Feast's store marks each version
         registry_proto.last_updated.FromDatetime(datetime.now(timezone.utc))
         data = registry_proto.SerializeToString()
-        previous = hashlib.sha256(self._filepath.read_bytes()).hexdigest() if self._filepath.exists() else ""
-        with replaced(self._digests()) as temporary:
-            temporary.write_text(f"{hashlib.sha256(data).hexdigest()}\n{previous}\n")
         with replaced(self._filepath) as temporary:
-            temporary.write_bytes(data)
+            temporary.write_bytes(data + DIGEST_KEY + hashlib.sha256(data).digest())
 
 
 @contextlib.contextmanager

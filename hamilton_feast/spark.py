@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from hamilton import driver, registry
 from hamilton.ad_hoc_utils import create_temporary_module
 from hamilton.function_modifiers import save_to, value
@@ -138,13 +139,35 @@ def _range_of_rows(table: str, columns: list[str], modules: list[str], loader: s
     return compute
 
 
+def _read_raw(spark: SparkSession, raw_path: Path) -> DataFrame:
+    """The raw parquet data, with times in any unit. Spark refuses parquet nanosecond times
+    (pandas' default unit) unless it reads them as numbers (`nanosAsLong`); those are turned
+    back into times here, exactly, and sub-microsecond digits are refused as the one-process run
+    refuses them."""
+    schema = pq.ParquetDataset(str(raw_path)).schema
+    nanos = [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+    if not nanos:
+        return spark.read.parquet(str(raw_path))
+    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+    raw = spark.read.parquet(str(raw_path))
+    finer = raw.select(*(F.sum((F.col(c) % 1000 != 0).cast("long")).alias(c) for c in nanos)).first()
+    for column in nanos:
+        if finer[column]:
+            raise ValueError(
+                f"raw data in {raw_path}: column '{column}' has {finer[column]} times with "
+                "sub-microsecond digits; expected whole microseconds, which Feast's stores keep"
+            )
+    micros = {c: F.timestamp_micros(F.expr(f"`{c}` div 1000")).alias(c) for c in nanos}
+    return raw.select(*(micros.get(c, F.col(c)) for c in raw.columns))
+
+
 def partitioned_table(spark: SparkSession, raw_path: Path, *, table: str, columns: list[str],
                       modules: dict[str, Path], loader: str, time_column: str,
                       time_partitions: pd.Timedelta, window_overlap: pd.Timedelta) -> DataFrame:
     """The table `table` of the repo's DAG, computed by Spark over ranges of time (see above)."""
     for path in modules.values():
         spark.sparkContext.addPyFile(str(path))
-    raw = spark.read.parquet(str(raw_path)).withColumn(ROW, F.monotonically_increasing_id())
+    raw = _read_raw(spark, raw_path).withColumn(ROW, F.monotonically_increasing_id())
     micros = F.unix_micros(F.col(time_column))
     origin = raw.agg(F.min(micros)).first()[0]
     if origin is None:

@@ -2,6 +2,7 @@
 is registered, declarations are checked with errors that name what is wrong, and the helpers
 around a run (progress bar, notices, pictures) do what they say."""
 
+import subprocess
 import sys
 import textwrap
 import types
@@ -20,7 +21,7 @@ from feast.permissions.action import AuthzedAction
 from feast.permissions.permission import Permission
 from feast.permissions.policy import RoleBasedPolicy
 from feast.types import Float64, Int64
-from hamilton_feast import Repo, feast_operations, objects, script
+from hamilton_feast import Repo, atomic, feast_operations, objects, script
 from hamilton_feast.notices import known_notices_hidden
 from hamilton_feast.testing import copy_repo, run
 
@@ -284,3 +285,45 @@ def test_draw_check_fails_on_a_stale_picture(tmp_path):
     assert (tmp_path / "dag.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (tmp_path / "feast_objects.py").write_text(FEAST_OBJECTS.replace('"readers"', '"writers"') + "\n\ndef extra() -> int:\n    return 1\n")
     assert run(["hamilton-feast", "draw", "--check"], cwd=tmp_path, expect_success=False).returncode == 1
+
+
+# --- atomic writes --------------------------------------------------------------------------
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "table.parquet"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="half-way"):
+        with atomic.replaced(target) as temporary:
+            temporary.write_bytes(b"new, half")
+            raise RuntimeError("half-way")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.parquet"]
+    with atomic.replaced(target) as temporary:
+        temporary.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["table.parquet"]
+
+
+def test_a_folder_is_replaced_whole_and_a_dead_writers_leftovers_are_removed(tmp_path):
+    target = tmp_path / "table"
+    target.mkdir()
+    (target / "part-0.parquet").write_bytes(b"old")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = tmp_path / f".table.tmp-{int(dead.stdout)}"
+    leftover.mkdir()  # what a killed writer left
+    (tmp_path / ".table.previous").mkdir()  # a killed swap's old folder, while the new one exists
+    with atomic.replaced(target) as temporary:
+        temporary.mkdir()
+        (temporary / "part-1.parquet").write_bytes(b"new")
+    assert [p.name for p in target.iterdir()] == ["part-1.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table"]
+    # A swap killed between its two renames: the old folder aside, none in place; put back.
+    target.rename(tmp_path / ".table.previous")
+    assert atomic.restored(target).is_dir() and [p.name for p in target.iterdir()] == ["part-1.parquet"]
+
+
+def test_a_failed_write_names_the_path_and_why(tmp_path):
+    target = tmp_path / "table.parquet"
+    with pytest.raises(ValueError, match=f"cannot write {target}: No such file or directory; the previous"):
+        with atomic.replaced(target) as temporary:
+            open(temporary.parent / "missing" / "file", "wb")

@@ -240,7 +240,10 @@ def test_a_damaged_registry_is_an_error_naming_it_never_an_empty_store(tmp_path)
         with pytest.raises(ValueError, match="is damaged"):
             FeatureStore(repo_path=str(repo_dir)).list_feature_views()
         assert registry.read_bytes() == data  # left for the operator to restore or delete
-    # The documented recovery: delete it and apply again.
+    # The documented recoveries: a copy from a backup (an older version of it) reads as before;
+    # or delete it and apply again.
+    registry.write_bytes(good)
+    assert_whole(repo_dir)
     registry.unlink()
     run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)
     assert_whole(repo_dir)

@@ -23,9 +23,13 @@ SPARK_TABLE = "data/spark/driver_trip_features"
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
     """One copy with 20,000 trips over 14 days (several ranges of 4 days), applied and
-    materialized twice: in one process, and with the Spark configuration."""
+    materialized twice: in one process, and with the Spark configuration. The raw times are
+    pandas' default unit, nanoseconds, in New York time, which Spark reads only as numbers."""
     repo_dir = copy_repo(REPO, tmp_path_factory.mktemp("spark"))
     generate_data(repo_dir, "--trips", "20000", "--drivers", "30")
+    raw = pd.read_parquet(repo_dir / RAW_TRIPS)
+    nanoseconds = {c: raw[c].dt.tz_convert("America/New_York").dt.as_unit("ns") for c in ("event_timestamp", "created")}
+    raw.assign(**nanoseconds).to_parquet(repo_dir / RAW_TRIPS)
     run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)
     run([sys.executable, "apply.py", "--feature-store-yaml", SPARK_YAML, "--materialize"], cwd=repo_dir)
     return repo_dir
