@@ -14,7 +14,6 @@ finds complete. Seeded: the same kill moments each run.
 import argparse
 import hashlib
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from feast import FeatureStore
-from hamilton_feast.testing import copy_repo, edit, generate_data
+from hamilton_feast.testing import copy_repo, edit, generate_data, killed
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = "data/driver_trip_features.parquet"
@@ -33,21 +32,12 @@ REFRESH = [str(Path(sys.executable).parent / "hamilton-feast"), "changes", "--re
 MONTH = ('return event_timestamp.dt.month.astype("int64")', 'return (event_timestamp.dt.month % 12 + 1).astype("int64")')
 
 
-def kill(command: list[str], repo: Path, at_seconds: float | None) -> str:
-    """Run `command`; SIGKILL it after `at_seconds`, or (None) once the table's temporary
-    exists. Returns "killed" or "finished first"."""
-    process = subprocess.Popen(command, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started, data = time.monotonic(), repo / "data"
-    while process.poll() is None:
-        due = at_seconds is not None and time.monotonic() - started >= at_seconds
-        saving = at_seconds is None and any(p.name.startswith(".driver_trip_features.parquet.tmp-")
-                                            for p in data.iterdir())
-        if due or saving:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            return "killed"
-        time.sleep(0.001)
-    return "finished first"
+def moment(repo: Path, at_seconds: float | None):
+    """When to kill: after `at_seconds`, or (None) once the table's temporary exists."""
+    if at_seconds is not None:
+        return lambda elapsed: elapsed >= at_seconds
+    data = repo / "data"
+    return lambda _: any(p.name.startswith(".driver_trip_features.parquet.tmp-") for p in data.iterdir())
 
 
 def inspect(repo: Path) -> dict:
@@ -69,18 +59,18 @@ def inspect(repo: Path) -> dict:
 def campaign(repo: Path, name: str, command: list[str], moments: list[float | None]) -> dict:
     """Kill `command` at each moment, then run it to the end; nothing else runs in between, as
     after a crash."""
-    outcomes = [(kill(command, repo, moment), inspect(repo)) for moment in moments]
+    outcomes = [(killed(command, repo, moment(repo, at)), inspect(repo)) for at in moments]
     run = subprocess.run(command, cwd=repo, capture_output=True, text=True)
     after = inspect(repo)
-    killed = [state for result, state in outcomes if result == "killed"]
-    versions = {state["table"] for state in killed}
+    after_kills = [state for result, state in outcomes if result]
+    versions = {state["table"] for state in after_kills}
     return {
         "fault": name,
-        "kills": len(killed),
-        "tables unreadable": sum(state["table"] is None for state in killed),
+        "kills": len(after_kills),
+        "tables unreadable": sum(state["table"] is None for state in after_kills),
         "table versions seen": len(versions - {None}),
-        "registry broken": sum(not state["registry"] for state in killed),
-        "with temporaries left": sum(state["leftovers"] > 0 for state in killed),
+        "registry broken": sum(not state["registry"] for state in after_kills),
+        "with temporaries left": sum(state["leftovers"] > 0 for state in after_kills),
         "next run ok": run.returncode == 0 and after["registry"] and after["table"] is not None,
         "left after next run": after["leftovers"],
     }

@@ -3,7 +3,7 @@ package is installed: so a repo's tests/ work in a copied folder as in this proj
 
 - `run`: a command in a folder, failing the test with everything it printed on a bad exit;
 - `copy_repo`: a repo's code, without what a run wrote into it; `file_hashes` of its code;
-- `edit`: one exact replacement in a file;
+- `edit`: one exact replacement in a file; `killed`: a command SIGKILLed at a chosen moment;
 - `registry_objects`: a registry as comparable dictionaries;
 - `start_redis`, fixture `redis_server`: a real redis-server on 127.0.0.1 (for the session);
 - `feature_server`: `feast serve` on 127.0.0.1 with the README's serving settings;
@@ -54,6 +54,27 @@ def run(
             f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
         )
     return result
+
+
+def killed(command: list[str], cwd: Path, when) -> str | None:
+    """Start `command` in `cwd` and SIGKILL it as soon as `when(seconds since the start)` returns
+    something true (a description of the moment), polling every millisecond; return that
+    description, or None if the command ended first."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = time.monotonic()
+    try:
+        while process.poll() is None:
+            moment = when(time.monotonic() - started)
+            if moment:
+                process.kill()
+                process.wait()
+                return moment
+            time.sleep(0.001)
+        return None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def copy_repo(repo_dir: Path, destination: Path) -> Path:

@@ -7,10 +7,8 @@ import json
 import os
 import re
 import resource
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,7 +20,7 @@ from trip_repo import FEATURE_TABLE, REPO, feature_table
 from feast import FeatureStore
 from hamilton_feast import atomic
 from hamilton_feast.testing import (
-    copy_repo, edit, feature_server, free_port, generate_data, run, start_redis, wait_until,
+    copy_repo, edit, feature_server, free_port, generate_data, killed, run, start_redis, wait_until,
 )
 
 REGISTRY = "data/registry.db"
@@ -37,26 +35,6 @@ def digest(path: Path) -> str:
 
 def temporaries(repo_dir: Path) -> list[str]:
     return sorted(p.name for p in (repo_dir / "data").iterdir() if ".tmp-" in p.name)
-
-
-def killed(command: list[str], repo_dir: Path, when) -> str:
-    """Start `command` in `repo_dir` and SIGKILL it as soon as `when(elapsed seconds)` is true;
-    return what it was doing then, or "finished" if it ended first."""
-    process = subprocess.Popen(command, cwd=repo_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = time.monotonic()
-    try:
-        while process.poll() is None:
-            moment = when(time.monotonic() - started)
-            if moment:
-                process.send_signal(signal.SIGKILL)
-                process.wait()
-                return moment
-            time.sleep(0.001)
-        return "finished"
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def saving(table_or_registry: str, repo_dir: Path):
