@@ -5,7 +5,8 @@
 - `feature_fields`, `udf_fields`, `udf_source`: the parts of Feast objects the DAG's functions
   declare (objects.py);
 - `windows`: trailing time windows in linear time on every core;
-- `atomic`: tables and the registry written so that a killed run never leaves them half-written;
+- `atomic`, `registry_store`: tables and the registry written so that a killed run never leaves
+  them half-written; the registry checked when read;
 - `online`: the online store checked against the registry, and reloaded;
 - lineage, change detection, OpenLineage, pictures, fast training sets and Spark, behind the
   `hamilton-feast` command (cli.py).

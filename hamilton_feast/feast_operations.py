@@ -19,7 +19,7 @@ from hamilton.function_modifiers import ResolveAt, group, inject, resolve, sourc
 from feast import FeatureService, FeatureStore
 from feast.repo_contents import RepoContents
 from feast.repo_operations import apply_total_with_repo_instance
-from hamilton_feast import atomic, objects, training_sets
+from hamilton_feast import objects, registry_store, training_sets
 from hamilton_feast.notices import known_notices_hidden
 from hamilton_feast.read_only import store_that_writes_nothing
 
@@ -64,7 +64,7 @@ def registered(feature_store: FeatureStore, repo_contents: RepoContents) -> Repo
     updated and deleted to match the DAG."""
     print(f"Applying changes for project {feature_store.project}")
     registry, project = feature_store.registry, feature_store.project
-    with known_notices_hidden(), atomic.registry_locked(feature_store):
+    with known_notices_hidden(), registry_store.registry_locked(feature_store):
         apply_total_with_repo_instance(
             feature_store, project, registry, repo_contents, skip_source_validation=False
         )
@@ -82,7 +82,7 @@ def materialized(
     """The feature views loaded into the online store, each from where it was last loaded up
     to `materialize_until` (default: now)."""
     end = materialize_until or datetime.now(timezone.utc)
-    with known_notices_hidden(), atomic.registry_locked(feature_store):
+    with known_notices_hidden(), registry_store.registry_locked(feature_store):
         feature_store.materialize_incremental(end_date=end)
     return [view.name for view in registered.feature_views if view.online]
 

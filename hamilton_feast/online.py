@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 
 from feast import FeatureStore, FeatureView
-from hamilton_feast import atomic
+from hamilton_feast import registry_store
 from hamilton_feast.notices import known_notices_hidden
 from hamilton_feast.training_sets import parquet_files
 
@@ -125,7 +125,7 @@ def reload(store: FeatureStore, end: datetime | None = None) -> list[tuple[str, 
         start = end - view.ttl if view.ttl else EPOCH
         print(f"Reloading {view.name} from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
         try:
-            with known_notices_hidden(), atomic.registry_locked(store):
+            with known_notices_hidden(), registry_store.registry_locked(store):
                 store.materialize(start_date=start, end_date=end, feature_views=[view.name])
         except Exception as error:  # e.g. the online store is unreachable
             raise ValueError(
