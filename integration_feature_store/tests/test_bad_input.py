@@ -1,23 +1,15 @@
 """Bad input gets a clear error naming the column or object and what was expected, a non-zero exit,
 and leaves the registry, the online store and the saved features exactly as they were."""
 
-import hashlib
 import shutil
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from trip_repo import REPO
+from trip_repo import REPO, state_hashes
 
 from hamilton_feast.testing import copy_repo, edit, generate_data, run
-
-STATE_FILES = ["data/registry.db", "data/online_store.db", "data/driver_trip_features.parquet"]
-
-
-def state_hashes(repo_dir) -> dict[str, str]:
-    return {name: hashlib.sha256((repo_dir / name).read_bytes()).hexdigest() for name in STATE_FILES}
-
 
 @pytest.fixture(scope="module")
 def integration_repo(tmp_path_factory):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from trip_repo import FEATURE_TABLE, REPO, feature_table
+from trip_repo import FEATURE_TABLE, REPO, feature_table, state_hashes
 
 from feast import FeatureStore
 from hamilton_feast import atomic
@@ -228,10 +228,6 @@ def test_a_damaged_registry_is_an_error_naming_it_never_an_empty_store(tmp_path)
     assert "ok (" in run(["hamilton-feast", "online", "--check"], repo_dir).stdout
 
 
-def state(repo_dir: Path) -> dict[str, str]:
-    return {name: digest(repo_dir / name) for name in (FEATURE_TABLE, REGISTRY, "data/online_store.db")}
-
-
 def without_root_privileges() -> list[str]:
     """A command prefix that makes root obey file permissions (as every other user does)."""
     if os.geteuid() != 0:
@@ -250,7 +246,7 @@ def applied_small(tmp_path):
 
 
 def test_a_data_folder_without_write_permission_is_a_clear_error_and_changes_nothing(applied_small):
-    before = state(applied_small)
+    before = state_hashes(applied_small)
     data = applied_small / "data"
     data.chmod(0o555)
     try:
@@ -261,13 +257,13 @@ def test_a_data_folder_without_write_permission_is_a_clear_error_and_changes_not
     assert result.returncode == 1
     assert f"cannot write {data / 'driver_trip_features.parquet'}: Permission denied" in result.stderr
     assert "error: nothing was registered" in result.stderr and "Traceback" not in result.stderr
-    assert state(applied_small) == before and temporaries(applied_small) == []
+    assert state_hashes(applied_small) == before and temporaries(applied_small) == []
 
 
 def test_no_space_for_the_table_is_a_clear_error_and_changes_nothing(applied_small):
     """The system refuses the table's bytes part-way, as a full disk does (here: a file size
     limit, RLIMIT_FSIZE, which needs no privileges; Python then gets EFBIG instead of ENOSPC)."""
-    before = state(applied_small)
+    before = state_hashes(applied_small)
     limit = os.path.getsize(applied_small / FEATURE_TABLE) // 3
 
     def limited():
@@ -279,6 +275,6 @@ def test_no_space_for_the_table_is_a_clear_error_and_changes_nothing(applied_sma
     assert f"cannot write {applied_small / FEATURE_TABLE}: " in result.stderr, result.stderr
     assert "File too large" in result.stderr
     assert "the previous version is unchanged" in result.stderr and "Traceback" not in result.stderr
-    assert state(applied_small) == before and temporaries(applied_small) == []
+    assert state_hashes(applied_small) == before and temporaries(applied_small) == []
     run([sys.executable, "apply.py", "--materialize"], cwd=applied_small)  # with room again: fine
-    assert state(applied_small)[FEATURE_TABLE] != before[FEATURE_TABLE]
+    assert state_hashes(applied_small)[FEATURE_TABLE] != before[FEATURE_TABLE]

@@ -1,6 +1,8 @@
 """What the tests of integration_feature_store expect, written out once: the repo's folder, the
-saved feature table, and the fields of its feature view by kind, in the view's order."""
+saved feature table, the fields of its feature view by kind, in the view's order, and the files
+whose state a failed run must leave as it was."""
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -22,6 +24,8 @@ PER_DRIVER_FEATURES = [
     "driver_trips_24h",
 ]
 FEATURE_VIEW_FIELDS = [*CALENDAR_FEATURES, "trip_dist_pct_rank_3h_all_drivers", *PER_DRIVER_FEATURES]
+# What Feast reads: a failed or refused run must leave these byte-identical.
+STATE_FILES = ["data/registry.db", "data/online_store.db", FEATURE_TABLE]
 ON_DEMAND_FIELDS = [
     "request_day_of_week",
     "request_is_weekend",
@@ -40,3 +44,8 @@ def applied_copy(destination: Path, *generate_args: str, apply_args=()) -> Path:
 
 def feature_table(repo_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(repo_dir / FEATURE_TABLE)
+
+
+def state_hashes(repo_dir: Path) -> dict[str, str]:
+    """The sha256 of each of STATE_FILES."""
+    return {name: hashlib.sha256((repo_dir / name).read_bytes()).hexdigest() for name in STATE_FILES}
