@@ -15,8 +15,10 @@ Measured, each as a ratio taken in the same run:
    repo's get_training_set vs a hand-written DuckDB ASOF JOIN with the same semantics, the
    limit; time and peak memory, each in a fresh process, with results compared;
 3. online reads: the 11 stored features and the feature service with its on-demand view, SDK
-   with sqlite and Redis (with and without -O), and `feast serve` with several settings on one
-   keep-alive connection and with 4 concurrent clients, for 1 and 100 entities.
+   with sqlite and Redis (with and without -O; what the on-demand view adds), and `feast serve`
+   with several settings, in interleaved rounds, on one keep-alive connection and with 4
+   concurrent clients, for 1 and 100 entities; beside two floors: Feast's app with its reads
+   answered from a cache, and an empty endpoint on the same server stack.
 Run from the project root in the project's environment (./scripts/test.sh makes .venv).
 """
 
@@ -387,14 +389,42 @@ def bench_retrieval(folder: Path, sizes: list[int], file_store_sizes: list[int])
 
 SERVICE = "trip_rating_model_v1"
 REQUESTED_AT = 1_772_928_000  # epoch seconds, as JSON clients send it
+ROUNDS = 3  # interleaved rounds of every setting; the figures are the medians across rounds
+BIN = Path(sys.executable).parent
+OPTIMIZED = {"PYTHONOPTIMIZE": "1"}
 RECOMMENDED = ["--no-access-log", "--max-requests", "100000", "--max-requests-jitter", "10000"]
-SERVE_SETTINGS = {  # name: (environment, feast serve arguments)
-    "defaults, 1 worker": ({}, ["--workers", "1"]),
-    "recommended, 1 worker": ({"PYTHONOPTIMIZE": "1"}, ["--workers", "1", *RECOMMENDED]),
-    "recommended, 2 workers": ({"PYTHONOPTIMIZE": "1"}, ["--workers", "2", *RECOMMENDED]),
-    "-O only, 1 worker": ({"PYTHONOPTIMIZE": "1"}, ["--workers", "1"]),
-    "no access log only, 1 worker": ({}, ["--workers", "1", "--no-access-log"]),
+
+
+def feast_serve(*arguments: str, pinned: bool = False):
+    """`feast serve` with these arguments (on CPU core 1 alone when pinned)."""
+    return lambda fs_yaml, port: [*(["taskset", "-c", "1"] if pinned else []), str(BIN / "feast"), "-f", fs_yaml,
+                                  "serve", "--host", "127.0.0.1", "--port", str(port), *arguments]
+
+
+def gunicorn(worker: str, app: str):
+    """A server `feast serve` cannot start (benchmarks/serving_variants.py), run by gunicorn as
+    `feast serve` runs Feast's app: one worker, the recommended limits, no access log."""
+    return lambda fs_yaml, port: [str(BIN / "gunicorn"), "-k", worker, "-w", "1", "-b", f"127.0.0.1:{port}",
+                                  "--max-requests", "100000", "--max-requests-jitter", "10000", app]
+
+
+SERVE_SETTINGS = {  # name: (environment, command)
+    "defaults, 1 worker": ({}, feast_serve("--workers", "1")),
+    "-O only, 1 worker": (OPTIMIZED, feast_serve("--workers", "1")),
+    "recommended, 1 worker": (OPTIMIZED, feast_serve("--workers", "1", *RECOMMENDED)),
+    "recommended, 2 workers": (OPTIMIZED, feast_serve("--workers", "2", *RECOMMENDED)),
+    "recommended, 2 workers, registry refreshed every 1 s": (
+        OPTIMIZED, feast_serve("--workers", "2", *RECOMMENDED, "--registry_ttl_sec", "1")),
+    "recommended, 1 worker pinned to core 1, clients on core 0": (
+        OPTIMIZED, feast_serve("--workers", "1", *RECOMMENDED, pinned=True)),
+    "recommended, 1 worker, asyncio instead of uvloop": (
+        OPTIMIZED, gunicorn("serving_variants.AsyncioWorker", "serving_variants:feast_app()")),
+    "floor: Feast's app, 1 worker, reads answered from a cache": (
+        OPTIMIZED, gunicorn("uvicorn_worker.UvicornWorker", "serving_variants:feast_app(cached_reads=True)")),
+    "floor: an empty endpoint, 1 worker, same server stack": (
+        OPTIMIZED, gunicorn("uvicorn_worker.UvicornWorker", "serving_variants:empty_app()")),
 }
+ALL_CASES = ["plain 1", "service 1", "plain 100", "service 100"]
 
 
 def percentiles_ms(read, repeats: int = 1000, warm_up: int = 100) -> tuple[float, float]:
@@ -409,6 +439,11 @@ def percentiles_ms(read, repeats: int = 1000, warm_up: int = 100) -> tuple[float
     return float(p50), float(p99)
 
 
+def repeats(case: str) -> int:
+    """Sequential reads per case and round: fewer of 100 entities, which take 10-50 ms each."""
+    return 300 if case.endswith(" 100") else 1000
+
+
 def entities(drivers: list[int], service: bool) -> dict:
     """The columns of a request for these drivers; a service request carries the trip requested."""
     columns = {"driver_id": drivers}
@@ -418,21 +453,25 @@ def entities(drivers: list[int], service: bool) -> dict:
 
 
 def online_child(repo: Path, fs_yaml: str, drivers: list[int]) -> None:
-    """In a fresh process (run with or without -O): SDK reads of the 11 stored features and of
-    the feature service (by name, as the feature server looks it up), 1 and 100 entities."""
+    """In a fresh process (run with or without -O), ROUNDS interleaved rounds of SDK reads: the
+    11 stored features; the feature service held by the caller; and the feature service looked
+    up by name on each read, as the feature server does. 1 and 100 entities. Prints each case's
+    p50 and p99 per round."""
     from feast import FeatureStore
 
     store = FeatureStore(repo_path=str(repo), fs_yaml_file=repo / fs_yaml)
-    result = {}
-    for service in (False, True):
-        for n in (1, 100):
-            rows = entities(drivers[:n], service)
-            if service:
-                read = lambda: store.get_online_features(
-                    features=store.get_feature_service(SERVICE, allow_cache=True), entity_rows=rows)
-            else:
-                read = lambda: store.get_online_features(features=REFERENCES, entity_rows=rows)
-            result[f"{'service' if service else 'plain'} {n}"] = percentiles_ms(read)
+    held = store.get_feature_service(SERVICE, allow_cache=True)
+    reads = {}
+    for n in (1, 100):
+        plain, request = entities(drivers[:n], False), entities(drivers[:n], True)
+        reads[f"plain {n}"] = lambda rows=plain: store.get_online_features(features=REFERENCES, entity_rows=rows)
+        reads[f"held {n}"] = lambda rows=request: store.get_online_features(features=held, entity_rows=rows)
+        reads[f"service {n}"] = lambda rows=request: store.get_online_features(
+            features=store.get_feature_service(SERVICE, allow_cache=True), entity_rows=rows)
+    result = {case: [] for case in reads}
+    for _ in range(ROUNDS):
+        for case, read in reads.items():
+            result[case].append(percentiles_ms(read, repeats=repeats(case)))
     print(json.dumps(result))
 
 
@@ -491,40 +530,77 @@ def concurrent_ms(port: int, body: bytes, clients: int = 4, each: int = 500) -> 
     return float(p50), float(p99), sum(connection.errors for connection in connections)
 
 
-def bench_serve(repo: Path, fs_yaml: str, label: str, drivers: list[int], settings: str, cases) -> None:
-    """`feast serve` with the named settings: sequential reads on one keep-alive connection, and
-    4 concurrent clients through the feature service."""
+def serve_once(repo: Path, fs_yaml: str, drivers: list[int], settings: str, cases: list[str]) -> dict:
+    """One round of one server setting: the first request after the server answers /health,
+    then each case's sequential reads on one keep-alive connection, then 4 concurrent clients
+    through the feature service. Returns {case: (p50, p99, errors)}."""
     import os
     import urllib.request
 
-    environment, arguments = SERVE_SETTINGS[settings]
+    environment, command = SERVE_SETTINGS[settings]
     port = free_port()
+    pinned = "pinned" in settings
     log = open(repo / f"feast_serve_{port}.log", "w")
-    server = subprocess.Popen([str(Path(sys.executable).parent / "feast"), "-f", fs_yaml, "serve", "--host",
-                               "127.0.0.1", "--port", str(port), *arguments],
-                              cwd=repo, stdout=log, stderr=log, env={**os.environ, **environment})
+    server = subprocess.Popen(command(fs_yaml, port), cwd=repo, stdout=log, stderr=log, env={
+        **os.environ, **environment, "PYTHONPATH": str(Path(__file__).parent),
+        "BENCHMARK_REPO": str(repo), "BENCHMARK_FS_YAML": str(repo / fs_yaml)})
+    all_cores = os.sched_getaffinity(0)
     try:
-        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200,
-                   "feast serve", timeout_s=90)
-        requests = bodies(drivers)
+        def up() -> bool:
+            if server.poll() is not None:
+                raise RuntimeError(f"{settings}: the server exited: {(repo / log.name).read_text()[-2000:]}")
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200
+
+        wait_until(up, settings, timeout_s=90)
+        if pinned:
+            os.sched_setaffinity(0, {0})
+        requests, measured = bodies(drivers), {}
+        first = Client(port)
+        started = time.perf_counter()
+        first.read(requests["service 1"])
+        measured["first"] = ((time.perf_counter() - started) * 1000, 0.0, first.errors)
         for case in cases:
             connection = Client(port)
-            p50, p99 = percentiles_ms(lambda: connection.read(requests[case]))
-            record("online", f"HTTP ({label}, {settings}): {describe(case)}", p50 / 1000,
-                   f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, {connection.errors} errors")
-        p50, p99, errors = concurrent_ms(port, requests["service 1"])
-        record("online", f"HTTP ({label}, {settings}): {describe('service 1')}, 4 concurrent clients",
-               p50 / 1000, f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors")
+            measured[case] = (*percentiles_ms(lambda: connection.read(requests[case]), repeats=repeats(case)),
+                              connection.errors)
+        measured["4 clients"] = concurrent_ms(port, requests["service 1"])
+        return measured
     finally:
+        os.sched_setaffinity(0, all_cores)
         server.terminate()
         server.wait(timeout=20)
         log.close()
 
 
 def describe(case: str) -> str:
+    if case == "first":
+        return f"{SERVICE}, 1 entity, the first request after start"
+    if case == "4 clients":
+        return f"{SERVICE}, 1 entity, 4 concurrent clients"
     kind, n = case.split()
-    what = "11 stored features" if kind == "plain" else SERVICE
+    what = {"plain": "11 stored features", "held": f"{SERVICE} held by the caller",
+            "service": f"{SERVICE} looked up by name"}[kind]
     return f"{what}, {n} entit{'y' if n == '1' else 'ies'}"
+
+
+def median_of_rounds(rounds: list) -> tuple:
+    """Each figure's median across rounds (errors: their sum)."""
+    columns = list(zip(*rounds))
+    return (*(statistics.median(column) for column in columns[:2]), *(sum(column) for column in columns[2:]))
+
+
+def bench_serving(repo: Path, fs_yaml: str, label: str, drivers: list[int], settings: list[str]) -> None:
+    """The settings in interleaved rounds (one server start each), reported as medians."""
+    rounds = {name: [] for name in settings}
+    for _ in range(ROUNDS if len(settings) > 1 else 1):
+        for name in settings:
+            cases = ALL_CASES if name == "recommended, 2 workers" else ["plain 1", "service 1"]
+            rounds[name].append(serve_once(repo, fs_yaml, drivers, name, cases))
+    for name, measured in rounds.items():
+        for case in measured[0]:
+            p50, p99, errors = median_of_rounds([each[case] for each in measured])
+            note = f"{p50:.2f} ms" if case == "first" else f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors"
+            record("online", f"HTTP ({label}, {name}): {describe(case)}", p50 / 1000, note)
 
 
 def bench_online(folder: Path) -> None:
@@ -541,19 +617,20 @@ def bench_online(folder: Path) -> None:
     subprocess.run([*python, "apply.py", "--materialize"], cwd=repo, check=True, capture_output=True)
     table = pd.read_parquet(repo / "data" / "driver_trip_features.parquet")
     drivers = [int(d) for d in table.driver_id.unique()[:100]]
-    all_cases = ["plain 1", "service 1", "plain 100", "service 100"]
 
     def sdk_cases(fs_yaml, label):
         for flags, named in (((), "python"), (("-O",), "python -O")):
             measured = run_child("--online-child", repo, fs_yaml, json.dumps(drivers), flags=flags)
-            for case, (p50, p99) in measured.items():
+            for case, rounds in measured.items():
+                p50, p99 = median_of_rounds(rounds)
                 record("online", f"SDK ({label}, {named}): {describe(case)}", p50 / 1000,
                        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+            added = statistics.median(held[0] - plain[0] for held, plain in zip(measured["held 1"], measured["plain 1"]))
+            record("online", f"SDK ({label}, {named}): what the on-demand view adds, 1 entity", added / 1000,
+                   f"{added:.2f} ms at p50 (held service - stored features, per round)")
 
     sdk_cases("feature_store.yaml", "sqlite")
-    for settings in SERVE_SETTINGS:
-        bench_serve(repo, "feature_store.yaml", "sqlite", drivers, settings,
-                    all_cases if settings.startswith(("defaults", "recommended, 1")) else ["plain 1", "service 1"])
+    bench_serving(repo, "feature_store.yaml", "sqlite", drivers, list(SERVE_SETTINGS))
 
     redis_server = shutil.which("redis-server")
     if not redis_server:
@@ -568,7 +645,7 @@ def bench_online(folder: Path) -> None:
         subprocess.run([*python, "apply.py", "--feature-store-yaml", "feature_store.redis.yaml", "--materialize"],
                        cwd=repo, check=True, capture_output=True)
         sdk_cases("feature_store.redis.yaml", "Redis")
-        bench_serve(repo, "feature_store.redis.yaml", "Redis", drivers, "recommended, 1 worker", all_cases)
+        bench_serving(repo, "feature_store.redis.yaml", "Redis", drivers, ["recommended, 2 workers"])
     finally:
         server.terminate()
 
@@ -613,7 +690,8 @@ def main() -> None:
             sizes = [10_000, 100_000] + ([1_000_000] if args.large else [])
             bench_retrieval(Path(folder), sizes, file_store_sizes=[10_000])
     if wanted("online"):
-        print("3. online reads (1,000 sequential reads after 100 to warm up; p50 in the seconds column)")
+        print(f"3. online reads (1,000 sequential reads after 100 to warm up, 300 of 100 entities; medians of "
+              f"{ROUNDS} interleaved rounds; p50 in the seconds column)")
         with tempfile.TemporaryDirectory() as folder:
             bench_online(Path(folder))
 
