@@ -48,7 +48,10 @@ def _answer_reads_from_a_cache(store) -> None:
     read, look_up, answers, services = store.get_online_features, store.get_feature_service, {}, {}
 
     def cached_read(**arguments):
-        key = repr(sorted((name, repr(value)) for name, value in arguments.items()))
+        # A feature service is the object cached_look_up keeps, so its identity names it.
+        features = arguments["features"]
+        key = (tuple(features) if isinstance(features, list) else id(features), repr(arguments["entity_rows"]),
+               arguments.get("full_feature_names"))
         if key not in answers:
             answers[key] = read(**arguments)
         return answers[key]
