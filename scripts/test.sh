@@ -10,7 +10,8 @@ source scripts/setup-env.sh test,spark
 work_tree_state() { git status --porcelain --untracked-files=all 2>/dev/null; git diff 2>/dev/null | sha256sum; }
 before="$(work_tree_state)"
 # Two workers: most tests wait on a Feast or Hamilton subprocess, and this machine has 2 cores.
-# loadgroup keeps the tests of one xdist_group (the Spark ones: one session) on one worker.
+# loadgroup keeps the tests of one xdist_group on one worker: the Spark ones share a session, and
+# the one-folder tests a new virtual environment (tests/test_test_runner.py checks it works).
 python -m pytest -n 2 --dist loadgroup "$@"
 if [ "$before" != "$(work_tree_state)" ]; then
     echo "error: the test run changed files in the work tree:" >&2

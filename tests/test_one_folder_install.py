@@ -14,6 +14,8 @@ from cross_repo import DEFAULT, INTEGRATION, ROOT, SIMPLE
 
 from hamilton_feast.testing import copy_repo, run
 
+pytestmark = pytest.mark.xdist_group("one_folder")  # one worker, one new virtual environment
+
 
 def readme_install_line() -> str:
     section = (ROOT / "README.md").read_text().split("## Use one repo on its own")[1].split("\n## ")[0]
