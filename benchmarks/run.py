@@ -392,7 +392,8 @@ REQUESTED_AT = 1_772_928_000  # epoch seconds, as JSON clients send it
 ROUNDS = 3  # interleaved rounds of every setting; the figures are the medians across rounds
 BIN = Path(sys.executable).parent
 OPTIMIZED = {"PYTHONOPTIMIZE": "1"}
-RECOMMENDED = ["--no-access-log", "--max-requests", "100000", "--max-requests-jitter", "10000"]
+LIMITS = ["--max-requests", "100000", "--max-requests-jitter", "10000"]  # gunicorn's flags, as feast serve's
+RECOMMENDED = ["--no-access-log", *LIMITS]
 CHOSEN = "recommended, 2 workers"  # the README's command: also read with 100 entities, and on Redis
 PIN_SERVER = ["taskset", "-c", "1"]
 
@@ -408,7 +409,7 @@ def gunicorn(worker: str, app: str):
     """A server `feast serve` cannot start (benchmarks/serving_variants.py), run by gunicorn as
     `feast serve` runs Feast's app: one worker, the recommended limits, no access log."""
     return lambda fs_yaml, port: [str(BIN / "gunicorn"), "-k", worker, "-w", "1", "-b", f"127.0.0.1:{port}",
-                                  "--max-requests", "100000", "--max-requests-jitter", "10000", app]
+                                  *LIMITS, app]
 
 
 SERVE_SETTINGS = {  # name: (environment, command)
