@@ -266,12 +266,15 @@ def bench_spark(folder: Path, sizes: list[int], one_process: dict) -> None:
 
 
 def write_retrieval_inputs(folder: Path, entity_rows: int) -> None:
-    """The integration repo's feature table from 1M raw trips, and `entity_rows` random
-    (driver, moment) rows with a row id, as parquet files in `folder`."""
+    """The integration repo's feature table from 1M raw trips (and, for the view without
+    entities, the same rows one per event time), and `entity_rows` random (driver, moment) rows
+    with a row id, as parquet files in `folder`."""
     table = folder / "features.parquet"
     if not table.exists():
         raw = generate_data.raw_trips(END, days=28, trips=1_000_000, drivers=500).to_pandas()
-        features_by_hand(raw).to_parquet(table)
+        features = features_by_hand(raw)
+        features.to_parquet(table)
+        features.drop_duplicates("event_timestamp").drop(columns="driver_id").to_parquet(folder / "global.parquet")
     features = pd.read_parquet(table, columns=["driver_id", "event_timestamp"])
     rng = np.random.default_rng(entity_rows)
     start, end = features.event_timestamp.min(), features.event_timestamp.max()
@@ -284,11 +287,16 @@ def write_retrieval_inputs(folder: Path, entity_rows: int) -> None:
     entities.to_parquet(folder / f"entities_{entity_rows}.parquet")
 
 
+ALIASES = ["a", "b", "c", "d"]
+
+
 def bench_store(offline_store: str, folder: Path):
-    """A Feast store over the benchmark's feature table, like the integration repo's view."""
+    """A Feast store over the benchmark's feature table, like the integration repo's view; with
+    a service of four aliased projections of it, and the same features in a view without
+    entities (over one row per event time)."""
     from datetime import timedelta
 
-    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+    from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig
     from feast.repo_config import RegistryConfig
     from feast.types import Bool, Float64, Int64
 
@@ -300,16 +308,31 @@ def bench_store(offline_store: str, folder: Path):
     ))
     types = {"is_weekend": Bool, "day_of_week": Int64, "month": Int64, "hour_of_day": Int64,
              "driver_trips_3h": Int64, "driver_trips_24h": Int64}
+    schema = [Field(name=c, dtype=types.get(c, Float64)) for c in FEATURE_COLUMNS]
     driver = Entity(name="driver", join_keys=["driver_id"])
-    source = FileSource(name="trips", path=str(folder / "features.parquet"),
-                        timestamp_field="event_timestamp", created_timestamp_column="created")
-    view = FeatureView(name="driver_trip_stats", entities=[driver], ttl=timedelta(days=1), source=source,
-                       schema=[Field(name=c, dtype=types.get(c, Float64)) for c in FEATURE_COLUMNS])
-    store.apply([driver, source, view])
+    sources = {name: FileSource(name=name, path=str(folder / f"{name}.parquet"), timestamp_field="event_timestamp",
+                                created_timestamp_column="created") for name in ("features", "global")}
+    view = FeatureView(name="driver_trip_stats", entities=[driver], ttl=timedelta(days=1), source=sources["features"],
+                       schema=schema)
+    everyone = FeatureView(name="all_trip_stats", entities=[], ttl=timedelta(days=1), source=sources["global"],
+                           schema=schema)
+    four = FeatureService(name="four_projections", features=[view.with_name(alias) for alias in ALIASES])
+    store.apply([driver, *sources.values(), view, everyone, four])
     return store
 
 
 REFERENCES = [f"driver_trip_stats:{c}" for c in FEATURE_COLUMNS]
+# The cases beyond one view (each: its request, its options, and the columns to compare).
+REQUESTS = {
+    "plain": (REFERENCES, {}),
+    "four": ("four_projections", {"full_feature_names": True}),
+    "created": (REFERENCES, {"filter_by_created_timestamp": True}),
+    "global": ([f"all_trip_stats:{c}" for c in FEATURE_COLUMNS], {}),
+}
+
+
+def result_columns(request: str) -> list[str]:
+    return [f"{a}__{c}" for a in ALIASES for c in FEATURE_COLUMNS] if request == "four" else FEATURE_COLUMNS
 
 
 def retrieve_with_asof(folder: Path, entities: pd.DataFrame) -> pd.DataFrame:
@@ -333,18 +356,23 @@ def retrieve_with_asof(folder: Path, entities: pd.DataFrame) -> pd.DataFrame:
 
 
 def child(method: str, folder: Path, entity_rows: int) -> None:
-    """Run one retrieval in this (fresh) process; print its time and peak memory as JSON."""
+    """Run one retrieval in this (fresh) process; print its time and peak memory as JSON.
+    `method` is asof, file, or (fast|duckdb)-(a request of REQUESTS)."""
     entities = pd.read_parquet(folder / f"entities_{entity_rows}.parquet")
-    store = None if method == "asof" else bench_store("duckdb" if method == "fast" else method, folder)
+    how, _, request = method.partition("-")
+    store = None if how == "asof" else bench_store("duckdb" if how == "fast" else how, folder)
+    features, options = REQUESTS[request or "plain"]
+    if store is not None and isinstance(features, str):
+        features = store.get_feature_service(features)
     started = time.perf_counter()
-    if method == "asof":
+    if how == "asof":
         result = retrieve_with_asof(folder, entities)
-    elif method == "fast":
-        result = training_sets.get_training_set(store, entities, REFERENCES)
+    elif how == "fast":
+        result = training_sets.get_training_set(store, entities, features, **options)
     else:
-        result = store.get_historical_features(entity_df=entities, features=REFERENCES).to_df()
+        result = store.get_historical_features(entity_df=entities, features=features, **options).to_df()
     seconds = time.perf_counter() - started
-    result = result.sort_values("row_id")[["row_id", *FEATURE_COLUMNS]]
+    result = result.sort_values("row_id")[["row_id", *result_columns(request)]]
     result.to_parquet(folder / f"result_{method}_{entity_rows}.parquet")
     # VmHWM, not ru_maxrss: the latter keeps the parent's size from before exec.
     status = Path("/proc/self/status").read_text().splitlines()
@@ -353,36 +381,61 @@ def child(method: str, folder: Path, entity_rows: int) -> None:
     print(json.dumps({"seconds": seconds, "rows": len(result), "peak_gb": peak_gb}))
 
 
-def same_values(answer: pd.DataFrame, reference: pd.DataFrame) -> bool:
+def same_values(answer: pd.DataFrame, reference: pd.DataFrame, columns: list[str], reference_columns=None) -> bool:
     if len(answer) != len(reference):
         return False
-    for column in FEATURE_COLUMNS:
+    for column, reference_column in zip(columns, reference_columns or columns):
         a = pd.to_numeric(answer[column].astype("float64"), errors="coerce").to_numpy()
-        b = pd.to_numeric(reference[column].astype("float64"), errors="coerce").to_numpy()
+        b = pd.to_numeric(reference[reference_column].astype("float64"), errors="coerce").to_numpy()
         if not np.allclose(a, b, rtol=1e-9, equal_nan=True):
             return False
     return (answer["row_id"].to_numpy() == reference["row_id"].to_numpy()).all()
 
 
 NAMES = {"asof": "DuckDB ASOF JOIN by hand (the limit)", "duckdb": "Feast DuckDB offline store",
-         "fast": "get_training_set (hamilton_feast)",
-         "file": "Feast file offline store"}
+         "fast": "get_training_set (hamilton_feast)", "file": "Feast file offline store",
+         "fast-four": "get_training_set, 4 aliased projections (44 features, full names)",
+         "fast-created": "get_training_set, filter_by_created_timestamp",
+         "fast-global": "get_training_set, a view without entities",
+         "duckdb-four": "Feast DuckDB offline store, 4 aliased projections",
+         "duckdb-created": "Feast DuckDB offline store, filter_by_created_timestamp",
+         "duckdb-global": "Feast DuckDB offline store, a view without entities"}
+RUNS = 5  # fresh processes per case, interleaved
 
 
-def bench_retrieval(folder: Path, sizes: list[int], file_store_sizes: list[int]) -> None:
+def bench_retrieval(folder: Path, sizes: list[int], file_store_sizes: list[int], feast_sizes: list[int]) -> None:
+    """Each case in RUNS interleaved fresh processes: median, min and max. The new cases'
+    answers are checked against Feast's DuckDB store's (timed too) at `feast_sizes`; the
+    plain cases' against the hand-written limit."""
     for entity_rows in sizes:
         write_retrieval_inputs(folder, entity_rows)
-        results = {}
-        for method in ["asof", "fast", "duckdb"] + (["file"] if entity_rows in file_store_sizes else []):
-            results[method] = run_child("--child", method, folder, entity_rows)
-        limit = results["asof"]["seconds"]
-        reference = pd.read_parquet(folder / f"result_asof_{entity_rows}.parquet").reset_index(drop=True)
-        for method, measured in results.items():
-            answer = pd.read_parquet(folder / f"result_{method}_{entity_rows}.parquet").reset_index(drop=True)
-            verdict = "same values" if same_values(answer, reference) else "DIFFERENT values"
-            record("training", f"{entity_rows:>9,} entity rows: {NAMES[method]}", measured["seconds"],
-                   f"x{measured['seconds'] / limit:.1f} of limit, peak {measured['peak_gb']:.2f} GB, "
-                   f"{measured['rows']:,} rows back, {verdict}")
+        methods = ["asof", "fast", "duckdb", "fast-four", "fast-created", "fast-global"]
+        methods += ["file"] if entity_rows in file_store_sizes else []
+        methods += ["duckdb-four", "duckdb-created", "duckdb-global"] if entity_rows in feast_sizes else []
+        runs = {method: [] for method in methods}
+        for _ in range(RUNS):
+            for method in methods:
+                runs[method].append(run_child("--child", method, folder, entity_rows))
+        limit = statistics.median(r["seconds"] for r in runs["asof"])
+        answer = lambda method: pd.read_parquet(folder / f"result_{method}_{entity_rows}.parquet").reset_index(drop=True)  # noqa: E731
+        for method, measured in runs.items():
+            request = method.partition("-")[2]
+            columns = result_columns(request)
+            if request == "four":  # each projection's columns equal the limit's
+                same = all(same_values(answer(method)[["row_id", *columns[i::4]]], answer("asof"), columns[i::4],
+                                       FEATURE_COLUMNS) for i in range(len(ALIASES)))
+            elif request:
+                reference = f"duckdb-{request}" if entity_rows in feast_sizes else None
+                same = None if reference is None else same_values(answer(method), answer(reference), columns)
+            else:
+                same = same_values(answer(method), answer("asof"), columns)
+            verdict = {True: "same values", False: "DIFFERENT values", None: "not checked"}[same]
+            seconds = sorted(r["seconds"] for r in measured)
+            median = statistics.median(seconds)
+            record("training", f"{entity_rows:>9,} entity rows: {NAMES[method]}", median,
+                   f"x{median / limit:.2f} of limit (min {seconds[0]:.3f}, max {seconds[-1]:.3f} s, "
+                   f"{len(seconds)} runs), peak {max(r['peak_gb'] for r in measured):.2f} GB, "
+                   f"{measured[0]['rows']:,} rows back, {verdict}")
 
 
 # --- 3. online reads ------------------------------------------------------------------------
@@ -690,10 +743,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             bench_spark(Path(folder), [100_000, 1_000_000, 10_000_000], one_process)
     if wanted("training"):
-        print("2. training sets (one fresh process each; peak = max RSS of that process)")
+        print(f"2. training sets (median of {RUNS} interleaved fresh processes each; peak = max RSS of those)")
         with tempfile.TemporaryDirectory() as folder:
             sizes = [10_000, 100_000] + ([1_000_000] if args.large else [])
-            bench_retrieval(Path(folder), sizes, file_store_sizes=[10_000])
+            bench_retrieval(Path(folder), sizes, file_store_sizes=[10_000], feast_sizes=[10_000, 100_000])
     if wanted("online"):
         print(f"3. online reads (1,000 sequential reads after 100 to warm up, 300 of 100 entities; medians of "
               f"{ROUNDS} interleaved rounds; p50 in the seconds column)")

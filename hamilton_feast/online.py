@@ -20,9 +20,8 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 
 from feast import FeatureStore, FeatureView
-from hamilton_feast import registry_store
+from hamilton_feast import registry_store, sources
 from hamilton_feast.notices import known_notices_hidden
-from hamilton_feast.training_sets import parquet_files
 
 SAMPLE = 1000  # entities read back per view
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -45,13 +44,13 @@ def _online_views(store: FeatureStore) -> list[FeatureView]:
 def _latest_offline(store: FeatureStore, view: FeatureView, start: datetime, end: datetime) -> list[dict]:
     """A sample of the entities with offline rows in [start, end): their keys and latest event
     time in whole seconds (what the online store reports)."""
-    keys = ", ".join(f'"{column.name}"' for column in view.entity_columns)
-    ts = view.batch_source.timestamp_field
+    table = sources.source_table(store, view)
+    keys = ", ".join(f'{table.column(c.name, "a join key")} AS "{c.name}"' for c in view.entity_columns)
+    ts = table.timestamp(view.batch_source.timestamp_field, "the event timestamp")
     rows = duckdb.sql(f"""
-        SELECT {keys}, max(epoch_ns("{ts}")) // 1000000000 AS __latest
-        FROM read_parquet('{parquet_files(store, view)}')
-        WHERE epoch_ns("{ts}") >= {int(start.timestamp() * 1e6) * 1000}
-          AND epoch_ns("{ts}") < {int(end.timestamp() * 1e6) * 1000}
+        SELECT {keys}, max({ts}) // 1000000000 AS __latest
+        FROM read_parquet('{table.files}')
+        WHERE {ts} >= {int(start.timestamp() * 1e6) * 1000} AND {ts} < {int(end.timestamp() * 1e6) * 1000}
         GROUP BY ALL
         USING SAMPLE reservoir({SAMPLE} ROWS) REPEATABLE (42)
     """).df()

@@ -1,183 +1,324 @@
-"""Training sets that keep every entity row the caller passed, in the caller's order.
+"""Training sets with Feast's point-in-time semantics that keep every entity row the caller
+passed, in the caller's order, with the caller's own columns, or refuse with one line saying why.
 
-Two ways to the same answer, Feast's documented point-in-time semantics:
-- `get_training_set`: one DuckDB ASOF JOIN per feature view, straight on its parquet source,
-  then Feast computes the on-demand views; many times faster than Feast's offline stores on
-  large entity frames (the figures are in BENCHMARKS.md). The tests check it row for row
-  against Feast and against a brute-force oracle.
+Two ways to the same answer:
+- `get_training_set`, the fast path: Feast resolves the request exactly as
+  `FeatureStore.get_historical_features` does, with its own functions (feature services,
+  projections and aliases, join key maps, views without entities, the fields a projection
+  declares, on-demand views' request data, name collisions, the entity timestamp column); then
+  one DuckDB ASOF JOIN per projection reads its parquet source directly (the field mapping
+  applied); then Feast's own retrieval job computes the on-demand views. Feast's historical
+  retrieval scenarios run in tests/test_feast_suite.py against Feast's DuckDB store and an
+  oracle; the speed is in BENCHMARKS.md.
 - `get_training_set_from_feast`: `FeatureStore.get_historical_features`, with its input and
-  output checked. Some offline stores return fewer rows than they were given (Feast's file
-  store drops duplicate (entity, timestamp) rows and rows with no feature inside the TTL); a
-  training set silently missing rows biases a model, so a short answer is an error here.
+  output checked. Some offline stores return fewer rows than they were given; a training set
+  silently missing rows biases a model, so a short answer is an error here, and Feast's file
+  store, which also breaks event-time ties against its own rule, is refused.
 """
 
-from datetime import timedelta
-from pathlib import Path
+import copy
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from feast import FeatureService, FeatureStore, FeatureView, FileSource, OnDemandFeatureView
-from feast.errors import FeastObjectNotFoundException
-from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView, utils
+from feast.errors import RequestDataNotFoundInEntityDfException
+from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
+from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_entity_df
+from hamilton_feast import sources
 from hamilton_feast.notices import known_notices_hidden
 
 ROW_ID = "__entity_row"
+# Feast's file offline store ("file", or "dask", its class's own name): drops duplicate entity rows
+# and rows without features, and breaks event-time ties against the later `created`
+# (tests/test_point_in_time.py).
+UNTRUSTED_OFFLINE_STORES = dict.fromkeys(
+    ["file", "dask"], "drops entity rows and breaks event-time ties against the later 'created'")
 
 
-def _entity_timestamps(entity_df: pd.DataFrame) -> pd.Series:
-    """event_timestamp as UTC microseconds; naive stamps are taken as UTC, as Feast takes them."""
-    if "event_timestamp" not in entity_df.columns:
-        raise ValueError(
-            "entity_df has no 'event_timestamp' column; expected one timezone-aware datetime per "
-            f"row, the moment to join features as of (columns given: {list(entity_df.columns)})"
+def _entity_frame(store: FeatureStore, entity_df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The entity frame as Feast's offline stores see it, and its timestamp column: datetime
+    columns in UTC (naive ones read as UTC), the timestamp column found as Feast finds it
+    (`event_timestamp`, else the one datetime column) and parsed as Feast parses it (mixed zones
+    and strings to UTC), in microseconds, which Feast's DuckDB store requires."""
+    if not isinstance(entity_df, pd.DataFrame):
+        raise TypeError(
+            f"entity_df must be a pandas DataFrame, not {type(entity_df).__name__}; for a SQL query "
+            "or a date range without entity rows, use store.get_historical_features"
         )
-    stamps = entity_df["event_timestamp"]
+    if ROW_ID in entity_df.columns:
+        raise ValueError(f"entity_df has a column {ROW_ID!r}, a name this module uses itself: rename it")
+    frame = entity_df.reset_index(drop=True)
+    if store.config.coerce_tz_aware:
+        frame = utils.make_df_tzaware(frame)
+    column = infer_event_timestamp_from_entity_df(dict(zip(frame.columns, frame.dtypes)))
+    stamps = frame[column].infer_objects()
+    if pd.api.types.is_object_dtype(stamps) or pd.api.types.is_string_dtype(stamps):
+        try:
+            stamps = pd.to_datetime(stamps, utc=True)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"entity_df column {column!r} does not parse as timestamps: {error}") from None
     if not pd.api.types.is_datetime64_any_dtype(stamps):
-        raise ValueError(f"entity_df column 'event_timestamp' has dtype {stamps.dtype}; expected datetimes")
+        raise ValueError(f"entity_df column {column!r} has dtype {stamps.dtype}; expected datetimes")
     if stamps.isna().any():
-        raise ValueError(f"entity_df column 'event_timestamp' has {stamps.isna().sum()} missing values; expected none")
+        raise ValueError(f"entity_df column {column!r} has {stamps.isna().sum()} missing values; expected none")
     stamps = stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
     if (stamps.dt.floor("us") != stamps).any():
         raise ValueError(
-            "entity_df column 'event_timestamp' has sub-microsecond precision, which the DuckDB "
-            "offline store rejects; round it first, e.g. df.event_timestamp.dt.floor('us')"
+            f"entity_df column {column!r} has sub-microsecond precision, which Feast's DuckDB "
+            f"offline store rejects; round it first, e.g. df[{column!r}].dt.floor('us')"
         )
-    return stamps.astype("datetime64[us, UTC]")
+    frame[column] = stamps.astype("datetime64[us, UTC]")
+    return frame, column
+
+
+def _with_callers_columns(answer: pd.DataFrame, entity_df: pd.DataFrame) -> pd.DataFrame:
+    """The caller's frame as given (index, columns, values), then the features of each row."""
+    features = answer.drop(columns=[c for c in entity_df.columns if c in answer.columns])
+    return pd.concat([entity_df, features.set_axis(entity_df.index)], axis=1)
 
 
 def get_training_set_from_feast(
-    store: FeatureStore, entity_df: pd.DataFrame, features: FeatureService | list[str]
+    store: FeatureStore,
+    entity_df: pd.DataFrame,
+    features: FeatureService | list[str],
+    full_feature_names: bool = False,
+    filter_by_created_timestamp: bool = False,
 ) -> pd.DataFrame:
-    """Point-in-time features for every row of `entity_df`, in its order, with its columns.
+    """Point-in-time features for every row of `entity_df`, in its order, with its columns, by
+    the offline store's `get_historical_features`.
 
-    Raises ValueError, naming the column, for an entity_df Feast cannot join; and RuntimeError
-    when the offline store answers with other rows than it was asked for.
+    Raises ValueError, naming the column, for an entity_df Feast cannot join, and for an offline
+    store known to answer wrongly; RuntimeError when the store answers with other rows than it
+    was asked for.
     """
-    query = entity_df.reset_index(drop=True)
-    query["event_timestamp"] = _entity_timestamps(query)
+    store_type = store.config.offline_store.type
+    if store_type in UNTRUSTED_OFFLINE_STORES:
+        raise ValueError(
+            f"the {store_type} offline store {UNTRUSTED_OFFLINE_STORES[store_type]}; use the duckdb "
+            "offline store, or get_training_set, which joins the parquet sources itself"
+        )
+    query, _ = _entity_frame(store, entity_df)
     query[ROW_ID] = range(len(query))
     with known_notices_hidden():
-        answer = store.get_historical_features(entity_df=query, features=features).to_df()
-
+        answer = store.get_historical_features(
+            entity_df=query, features=features, full_feature_names=full_feature_names,
+            filter_by_created_timestamp=filter_by_created_timestamp,
+        ).to_df()
     returned = answer[ROW_ID]
     if len(answer) != len(query) or returned.duplicated().any() or set(returned) != set(query[ROW_ID]):
         missing = len(set(query[ROW_ID]) - set(returned))
         raise RuntimeError(
-            f"the offline store ({store.config.offline_store.type}) returned {len(answer)} rows for "
-            f"{len(query)} entity rows ({missing} missing): it drops rows, e.g. duplicate "
-            "(entity, event_timestamp) rows or rows with no feature inside the TTL. Use an "
-            "offline store that keeps them, such as duckdb."
+            f"the offline store ({store_type}) returned {len(answer)} rows for {len(query)} entity "
+            f"rows ({missing} missing): it drops rows, e.g. duplicate (entity, timestamp) rows or rows "
+            "with no feature inside the TTL. Use an offline store that keeps them, such as duckdb."
         )
-    answer = answer.sort_values(ROW_ID).drop(columns=ROW_ID).reset_index(drop=True)
-    # The entity columns as given (some stores, such as Spark's, return times without a zone).
-    for column in query.columns.drop(ROW_ID):  # both indexed 0..n-1, in the caller's order
-        answer[column] = query[column]
-    return answer.set_axis(entity_df.index)
+    answer = answer.sort_values(ROW_ID).drop(columns=ROW_ID)
+    return _with_callers_columns(answer, entity_df)
 
 
-def _views_and_features(store: FeatureStore, features) -> dict:
-    """{view: [feature names]} for a feature service or a list of "view:feature" references."""
-    if isinstance(features, FeatureService):
-        wanted = [(p.name, [f.name for f in p.features]) for p in features.feature_view_projections]
-    else:
-        grouped: dict[str, list[str]] = {}
-        for reference in features:
-            view_name, feature = reference.split(":")
-            grouped.setdefault(view_name, []).append(feature)
-        wanted = list(grouped.items())
-    views = {}
-    for name, names in wanted:
-        try:
-            view = store.get_feature_view(name)
-        except FeastObjectNotFoundException:
-            view = store.get_on_demand_feature_view(name)
-        views[view] = names
-    return views
+def _feast_request(
+    store: FeatureStore, frame: pd.DataFrame, features: FeatureService | list[str], full_feature_names: bool
+) -> tuple[list[FeatureView], list[str]]:
+    """The feature views (each with its projection) and the feature references an offline store
+    is handed for this request: resolved and checked by Feast's own functions, in the order
+    `FeatureStore.get_historical_features` calls them, so that every error is Feast's."""
+    registry, project = store.registry, store.project
+    references = utils._get_features(registry, project, features, allow_cache=True)
+    views, on_demand_views = utils._get_feature_views_to_use(registry, project, features)
+    on_demand_views = copy.deepcopy(on_demand_views)
+    for view in on_demand_views:  # computed from their sources, as Feast does offline
+        view.write_to_online_store = False
+    grouped, on_demand = utils._group_feature_refs(references, views, on_demand_views)
+    # The on-demand views' inputs are read too, as Feast reads them.
+    references_read = list(references)
+    for view, names in grouped:
+        references_read += [ref for ref in (f"{view.projection.name_to_use()}:{n}" for n in names)
+                            if ref not in references_read]
+    for view, _ in on_demand:
+        for name in view.get_request_data_schema():
+            if name not in frame.columns:
+                raise RequestDataNotFoundInEntityDfException(feature_name=name, feature_view_name=view.name)
+    utils._validate_feature_refs(references, full_feature_names)
+    return [view for view, _ in grouped], references_read
 
 
-def parquet_files(store: FeatureStore, view: FeatureView) -> str:
-    """What DuckDB reads for the view's source: a parquet file (a FileSource), or the parquet
-    files of a folder (a SparkSource with a path); refused, naming the view, for anything else."""
-    source = view.batch_source
-    if isinstance(source, FileSource) and not source.field_mapping:
-        return FileSource.get_uri_for_file_path(store.repo_path, source.path)
-    if isinstance(source, SparkSource) and source.path and (source.file_format or "") == "parquet" \
-            and not source.field_mapping:
-        path = source.path if source.path.startswith("/") else str(Path(store.repo_path) / source.path)
-        return f"{path}/*.parquet" if Path(path).is_dir() else path
-    raise ValueError(
-        f"{view.name!r} reads {type(source).__name__} {source.name!r}; get_training_set joins parquet "
-        "files only (a FileSource, or a SparkSource of parquet files). Use "
-        "get_training_set_from_feast for it, which asks the offline store"
-    )
-
-
-def _asof_join(connection, store: FeatureStore, view: FeatureView, names: list[str]) -> pd.DataFrame:
-    """One view's features for every entity row: its source rows deduplicated by `created`,
-    ASOF-joined backwards on time within the view's join keys, nulled beyond the TTL.
-
-    Times are compared as nanoseconds since the epoch, so a source in any unit (s, ms, us, ns),
-    in any zone or none (read as UTC, as Feast reads it), joins exactly, whatever the session's
-    time zone.
-    """
-    source = view.batch_source
-    path = parquet_files(store, view)
+def _join_keys(view: FeatureView) -> dict[str, str]:
+    """{source column: entity_df column} for the view's projection; a join key map that maps
+    some join keys only is refused (Feast's offline stores would join on those alone)."""
     keys = [column.name for column in view.entity_columns]
-    ts, created = source.timestamp_field, source.created_timestamp_column
-    latest_first = f'"{created}" DESC' if created else f'"{ts}"'
-    if view.ttl:
-        ttl_ns = view.ttl // timedelta(microseconds=1) * 1000
-        picked = ", ".join(f'CASE WHEN f.__ts >= e.__ts - {ttl_ns} THEN f."{n}" END AS "{n}"' for n in names)
-    else:
-        picked = ", ".join(f'f."{n}"' for n in names)
-    key_list = ", ".join(f'"{k}"' for k in keys)
-    key_match = " AND ".join(f'e."{k}" = f."{k}"' for k in keys)
-    return connection.execute(f"""
-        WITH e AS (SELECT {ROW_ID}, {key_list}, epoch_ns(event_timestamp) AS __ts FROM entities),
-        f AS (
-            SELECT {key_list}, epoch_ns("{ts}") AS __ts, {", ".join(f'"{n}"' for n in names)}
-            FROM read_parquet('{path}')
-            QUALIFY row_number() OVER (PARTITION BY {key_list}, "{ts}" ORDER BY {latest_first}) = 1
+    mapped = view.projection.join_key_map
+    if mapped and set(mapped) != set(keys):
+        raise ValueError(
+            f"projection {view.projection.name_to_use()!r} of feature view {view.name!r} maps the "
+            f"join keys {sorted(mapped)}, but the view's join keys are {sorted(keys)}: map each of "
+            "them (Feast's offline stores join on the mapped keys alone, its online store on all)"
         )
-        SELECT e.{ROW_ID}, {picked}
-        FROM e ASOF LEFT JOIN f ON {key_match} AND e.__ts >= f.__ts
+    return {key: mapped.get(key, key) for key in keys}
+
+
+def _kind_of_column(values: pd.Series) -> str:
+    """What a join compares, for an entity_df column (as sources.kind_of for a source column)."""
+    if pd.api.types.is_bool_dtype(values):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(values):
+        return "number"
+    inferred = pd.api.types.infer_dtype(values, skipna=True)
+    return {"string": "text", "integer": "number", "floating": "number", "mixed-integer-float": "number",
+            "decimal": "number", "boolean": "boolean"}.get(inferred, inferred)
+
+
+def _output_name(view_name: str, feature: str, full_feature_names: bool) -> str:
+    return f"{view_name}__{feature}" if full_feature_names else feature
+
+
+def _asof_join(
+    connection, store: FeatureStore, view: FeatureView, references: list[str], frame: pd.DataFrame,
+    full_feature_names: bool, filter_by_created_timestamp: bool,
+) -> dict[str, pa.ChunkedArray]:
+    """One projection's features for every entity row, by Feast's rule: among the source rows
+    of the row's entity (its join keys, through the projection's join key map) with an event
+    time at or before the row's and, with `filter_by_created_timestamp`, created by then, the
+    latest by (event time, created), nulled when older than the view's TTL.
+
+    Without the filter this is an ASOF JOIN on event time over the rows that are latest-created
+    per (entity, event time). With it, a row can be chosen once both its times have passed
+    ("known" at the later of the two), and the rows that are the best so far, by (event time,
+    created), in order of when they became known, are ASOF-joined on that moment: the latest of
+    them known by the entity row's time is the best row known then.
+    """
+    source, projection = view.batch_source, view.projection
+    table = sources.source_table(store, view)
+    prefix = f"{projection.name_to_use()}:"
+    names = [ref[len(prefix):] for ref in references if ref.startswith(prefix)]
+    outputs = [_output_name(projection.name_alias or view.name, n, full_feature_names) for n in names]
+    keys = _join_keys(view)
+    for i, (key, entity_column) in enumerate(keys.items()):
+        if entity_column not in frame.columns:
+            raise ValueError(
+                f"entity_df has no column {entity_column!r}, which feature view {view.name!r} joins on"
+                f"{'' if entity_column == key else f' (its join key {key!r}, mapped)'} (columns given: "
+                f"{list(frame.columns.drop(ROW_ID, errors='ignore'))})"
+            )
+        table.column(key, "a join key")
+        source_kind, entity_kind = sources.kind_of(table.types[key]), _kind_of_column(frame[entity_column])
+        if source_kind != entity_kind:
+            raise ValueError(
+                f"entity_df column {entity_column!r} holds {entity_kind} values, but feature view "
+                f"{view.name!r} joins it to its source column {key!r} of type {table.types[key]}: give "
+                "both the same type"
+            )
+
+    key_columns = [table.column(k, "a join key") for k in keys]
+    selected = [f'{c} AS "__k{i}"' for i, c in enumerate(key_columns)]
+    selected += [f'{table.column(n, "a feature")} AS "__f{j}"' for j, n in enumerate(names)]
+    ts = table.timestamp(source.timestamp_field, "the event timestamp")
+    created_field = source.created_timestamp_column
+    created = table.timestamp(created_field, "the created timestamp") if created_field else None
+    present = " AND ".join(f"{c} IS NOT NULL" for c in [ts, *key_columns])
+    partition = ", ".join(f'"__k{i}"' for i in range(len(keys)))
+    if filter_by_created_timestamp and created:
+        rows = f"""
+            SELECT {", ".join(selected)}, {ts} AS __ts, {created} AS __created,
+                   greatest({ts}, {created}) AS __known
+            FROM read_parquet('{table.files}') WHERE {present} AND {created} IS NOT NULL
+            QUALIFY {{'ts': __ts, 'created': __created}} = max({{'ts': __ts, 'created': __created}})
+                OVER ({f"PARTITION BY {partition} " if keys else ""}ORDER BY __known)"""
+        known = "__known"
+    else:
+        latest_first = f"{created} DESC NULLS LAST" if created else "__ts"
+        rows = f"""
+            SELECT {", ".join(selected)}, {ts} AS __ts FROM read_parquet('{table.files}') WHERE {present}
+            QUALIFY row_number() OVER (PARTITION BY {partition + ", " if keys else ""}__ts
+                                       ORDER BY {latest_first}) = 1"""
+        known = "__ts"
+    ttl_ns = view.ttl // pd.Timedelta(1, "us") * 1000 if view.ttl else None
+    picked = ", ".join(
+        f'CASE WHEN f.__ts >= e.__ts - {ttl_ns} THEN f."__f{j}" END AS "__f{j}"' if ttl_ns else f'f."__f{j}"'
+        for j in range(len(names))
+    )
+    matched = [f'e."{entity_column}" = f."__k{i}"' for i, entity_column in enumerate(keys.values())]
+    joined = connection.sql(f"""
+        WITH f AS ({rows})
+        SELECT e.{ROW_ID}{", " + picked if names else ""}
+        FROM entities e ASOF LEFT JOIN f ON {" AND ".join([*matched, f"e.__ts >= f.{known}"])}
         ORDER BY e.{ROW_ID}
-    """).df()
+    """).to_arrow_table()
+    if not np.array_equal(joined.column(ROW_ID).to_numpy(), np.arange(len(frame))):
+        raise RuntimeError(f"the join of feature view {view.name!r} returned other rows than it was given")
+    return {output: joined.column(f"__f{j}") for j, output in enumerate(outputs)}
+
+
+class _JoinedFeatures(RetrievalJob):
+    """The joined table handed to Feast's own RetrievalJob, which computes the on-demand views
+    (only the features requested of each) when it is read, as for any offline store's job."""
+
+    def __init__(self, table: pa.Table, on_demand: list[OnDemandFeatureView], full_feature_names: bool,
+                 metadata: RetrievalMetadata):
+        self._table, self._on_demand, self._full, self._metadata = table, on_demand, full_feature_names, metadata
+
+    def _to_arrow_internal(self, timeout=None) -> pa.Table:
+        return self._table
+
+    def _to_df_internal(self, timeout=None) -> pd.DataFrame:
+        return self._table.to_pandas()
+
+    @property
+    def full_feature_names(self) -> bool:
+        return self._full
+
+    @property
+    def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        return self._on_demand
+
+    @property
+    def metadata(self) -> RetrievalMetadata:
+        return self._metadata
 
 
 def get_training_set(
-    store: FeatureStore, entity_df: pd.DataFrame, features: FeatureService | list[str]
+    store: FeatureStore,
+    entity_df: pd.DataFrame,
+    features: FeatureService | list[str],
+    full_feature_names: bool = False,
+    filter_by_created_timestamp: bool = False,
 ) -> pd.DataFrame:
-    """The same training set as `get_training_set_from_feast`, joined by DuckDB directly.
+    """The same training set as `get_training_set_from_feast` with Feast's DuckDB store, joined
+    by DuckDB directly on the views' parquet sources, whichever offline store is configured.
 
-    Feast's semantics (latest row at or before each entity timestamp, within the TTL, ties on
-    event time broken by the later `created`) as one ASOF JOIN per feature view over its parquet
-    source; on-demand views are then computed by Feast itself. For feature views backed by plain
-    parquet files; the tests check it row for row against Feast and a brute-force oracle.
+    The arguments are those of `FeatureStore.get_historical_features`. Raises Feast's own errors
+    where Feast raises them, and ValueError, naming the view and the column, for a source that is
+    not parquet files or lacks a column the view needs, and for an entity_df it cannot join.
     """
     import duckdb
 
-    query = entity_df.reset_index(drop=True)
-    query["event_timestamp"] = _entity_timestamps(query)
-    query[ROW_ID] = range(len(query))
-    views = _views_and_features(store, features)
-    batch_views = {v: names for v, names in views.items() if isinstance(v, FeatureView)}
-    on_demand = {v: names for v, names in views.items() if isinstance(v, OnDemandFeatureView)}
-    for odfv in on_demand:  # their inputs, too
-        for projection in odfv.source_feature_view_projections.values():
-            view = store.get_feature_view(projection.name)
-            needed = batch_views.setdefault(view, [])
-            needed.extend(f.name for f in projection.features if f.name not in needed)
+    frame, timestamp_column = _entity_frame(store, entity_df)
+    views, references = _feast_request(store, frame, features, full_feature_names)
+    requested = [_output_name(ref.split(":")[0].split("@")[0], ref.split(":")[1], full_feature_names)
+                 for ref in references]
+    clashing = sorted(set(requested) & set(frame.columns))
+    if clashing:
+        raise ValueError(f"entity_df has columns named like requested features: {clashing}; rename them")
 
+    entities = frame[list(dict.fromkeys(
+        key for view in views for key in _join_keys(view).values() if key in frame.columns))].copy()
+    entities[ROW_ID] = np.arange(len(frame))
+    entities["__ts"] = frame[timestamp_column].astype("int64") * 1000  # microseconds -> nanoseconds
     connection = duckdb.connect()
-    connection.register("entities", query)
-    result = query
-    for view, names in batch_views.items():
-        joined = _asof_join(connection, store, view, names)
-        result = result.merge(joined, on=ROW_ID, how="left", validate="1:1")
-    for odfv, names in on_demand.items():
-        computed = odfv.transform_arrow(pa.Table.from_pandas(result), full_feature_names=False)
-        for name in names:
-            result[name] = computed.column(name).to_pandas()
-    return result.drop(columns=ROW_ID).set_axis(entity_df.index)
+    connection.register("entities", entities)
+    with known_notices_hidden():
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        for view in views:
+            for name, values in _asof_join(connection, store, view, references, frame, full_feature_names,
+                                           filter_by_created_timestamp).items():
+                table = table.append_column(name, values)
+        job = _JoinedFeatures(
+            table, OnDemandFeatureView.get_requested_odfvs(references, store.project, store.registry),
+            full_feature_names,
+            RetrievalMetadata(features=references, keys=list(frame.columns.drop(timestamp_column)),
+                              min_event_timestamp=frame[timestamp_column].min().to_pydatetime(),
+                              max_event_timestamp=frame[timestamp_column].max().to_pydatetime()),
+        )
+        answer = job.to_df()
+    return _with_callers_columns(answer, entity_df)

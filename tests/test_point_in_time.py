@@ -15,6 +15,7 @@ mode (one shared session, on one xdist worker).
 """
 
 import pathlib
+import shutil
 from datetime import timedelta
 
 import numpy as np
@@ -24,6 +25,7 @@ import yaml
 from cross_repo import ROOT
 
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from feast.errors import EntityTimestampInferenceException
 from feast.repo_config import RegistryConfig
 from feast.types import Float64
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
@@ -173,10 +175,12 @@ def test_file_store_drops_rows_and_breaks_ties_and_the_helper_refuses_it(scenari
     """The default and simple repos' store (the template's) deviates from the documented
     semantics in three ways, all pinned here: it drops duplicate entity rows, drops rows with a
     null feature (for entities that have feature rows), and on an event-time tie does not always
-    take the row with the later `created`. Our helper refuses its short answer."""
+    take the row with the later `created`. Our helper refuses the store, naming why."""
     features, entities, expected = scenario
     store = store_with("file", features, tmp_path)
-    with pytest.raises(RuntimeError, match=r"returned \d+ rows for 1340 entity rows"):
+    with pytest.raises(ValueError, match=r"the file offline store drops entity rows and breaks event-time ties "
+                                         r"against the later 'created'; use the duckdb offline store, or "
+                                         r"get_training_set"):
         training_sets.get_training_set_from_feast(store, entities, FEATURES)
 
     raw = store.get_historical_features(entity_df=entities, features=FEATURES).to_df()
@@ -205,18 +209,38 @@ def test_file_store_drops_rows_and_breaks_ties_and_the_helper_refuses_it(scenari
 @pytest.mark.parametrize(
     "change, error",
     [
-        (lambda e: e.drop(columns=["event_timestamp"]), "entity_df has no 'event_timestamp' column"),
-        (lambda e: e.assign(event_timestamp="2026-02-01"), "column 'event_timestamp' has dtype object; expected datetimes"),
+        (lambda e: e.drop(columns=["event_timestamp"]),
+         (EntityTimestampInferenceException, "Please provide an entity_df with a column named event_timestamp")),
+        (lambda e: e.assign(event_timestamp="yesterday at noon"),
+         (ValueError, "entity_df column 'event_timestamp' does not parse as timestamps")),
+        (lambda e: e.assign(event_timestamp=e.event_timestamp.dt.strftime("%s").astype(int)),
+         (ValueError, "column 'event_timestamp' has dtype int64; expected datetimes")),
         (lambda e: e.assign(event_timestamp=e.event_timestamp.astype("datetime64[ns, UTC]") + pd.Timedelta(1, "ns")),
-         "sub-microsecond precision"),
+         (ValueError, "sub-microsecond precision")),
     ],
-    ids=["no event_timestamp", "strings", "nanoseconds"],
+    ids=["no timestamp column", "not times", "integers", "nanoseconds"],
 )
-def test_entity_df_errors_name_the_column(scenario, tmp_path, change, error):
+@pytest.mark.parametrize("get", [training_sets.get_training_set, training_sets.get_training_set_from_feast])
+def test_entity_df_errors_name_the_column(scenario, tmp_path, change, error, get):
     features, entities, _ = scenario
     store = store_with("duckdb", features, tmp_path)
-    with pytest.raises(ValueError, match=error):
-        training_sets.get_training_set_from_feast(store, change(entities.head(5)), FEATURES)
+    with pytest.raises(error[0], match=error[1]):
+        get(store, change(entities.head(5)), FEATURES)
+
+
+def test_timestamps_as_text_are_parsed_as_feast_parses_them(scenario, tmp_path):
+    """ISO strings with an offset, or without one (read as UTC), as Feast reads them."""
+    features, entities, expected = scenario
+    store = store_with("duckdb", features, tmp_path)
+    head = entities.head(60)
+    for texts in ([stamp.tz_convert("Europe/Berlin").isoformat() for stamp in head.event_timestamp],
+                  [stamp.tz_localize(None).isoformat() for stamp in head.event_timestamp]):
+        as_text = head.assign(event_timestamp=texts)
+        for get in (training_sets.get_training_set, training_sets.get_training_set_from_feast):
+            actual = get(store, as_text, FEATURES)
+            pd.testing.assert_frame_equal(actual[as_text.columns], as_text)  # the caller's columns as given
+            np.testing.assert_array_equal(actual[VALUE_COLUMNS].to_numpy(),
+                                          expected.head(60)[VALUE_COLUMNS].to_numpy())
 
 
 def naive_entity_timestamps_are_read_as_utc(scenario, tmp_path, offline_store):
@@ -341,26 +365,30 @@ def test_spark_engine_materializes_every_view_as_the_local_engine_does(scenario,
 
 
 def fast_path_refuses(scenario, tmp_path, offline_store, source):
-    """get_training_set on a view whose source is not plain parquet: an error naming the view."""
+    """get_training_set on a view whose source is not parquet files: an error naming the view."""
     features, entities, _ = scenario
     store = store_with(offline_store, features, tmp_path)
     if offline_store == "spark":  # a table Spark knows, which apply checks
         spark.session(store).read.parquet(str(tmp_path / "features.parquet")).createOrReplaceTempView("features")
-    view = FeatureView(name="renamed", entities=[store.get_entity("driver")], ttl=timedelta(days=1),
-                       schema=[Field(name="value_renamed", dtype=Float64)],
+    view = FeatureView(name="elsewhere", entities=[store.get_entity("driver")], ttl=timedelta(days=1),
+                       schema=[Field(name="value_fv_1d", dtype=Float64)],
                        source=source(str(tmp_path / "features.parquet")))
     store.apply([view])
-    with pytest.raises(ValueError, match=r"'renamed' reads (FileSource|SparkSource) 'renamed'; get_training_set "
-                                         r"joins parquet files only .* Use get_training_set_from_feast"):
-        training_sets.get_training_set(store, entities, ["renamed:value_renamed"])
+    with pytest.raises(ValueError, match=r"feature view 'elsewhere' reads (FileSource|SparkSource) 'elsewhere' "
+                                         r"\(.+\), which is not parquet files; .* Use get_training_set_from_feast"):
+        training_sets.get_training_set(store, entities, ["elsewhere:value_fv_1d"])
 
 
-def test_fast_path_refuses_a_file_source_with_a_field_mapping(scenario, tmp_path):
-    fast_path_refuses(scenario, tmp_path, "duckdb", lambda path: FileSource(
-        name="renamed", path=path, timestamp_field="event_timestamp", field_mapping={"value_fv_1d": "value_renamed"}))
+def test_fast_path_refuses_a_file_source_not_known_to_be_parquet(scenario, tmp_path):
+    """Neither ParquetFormat nor a path ending in .parquet: what Feast's DuckDB store reads as
+    parquet, and nothing else, is read as parquet."""
+    def copied_as_data(path):
+        shutil.copy(path, tmp_path / "features.data")
+        return FileSource(name="elsewhere", path=str(tmp_path / "features.data"), timestamp_field="event_timestamp")
+    fast_path_refuses(scenario, tmp_path, "duckdb", copied_as_data)
 
 
 @pytest.mark.xdist_group("spark")
 def test_spark_fast_path_refuses_a_spark_table(scenario, tmp_path):
     fast_path_refuses(scenario, tmp_path, "spark", lambda path: SparkSource(
-        name="renamed", table="features", timestamp_field="event_timestamp"))
+        name="elsewhere", table="features", timestamp_field="event_timestamp"))
