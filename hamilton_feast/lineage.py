@@ -3,19 +3,39 @@
 For every feature (view:field) this finds the raw columns and the functions it derives from,
 and the reverse: what a raw column or a function feeds. Raw columns are the columns a function
 extracts (`@extract_columns`) straight from a `@dataloader`'s output, named `loader.column`;
-an on-demand view's request fields are named `request_source.field`. The functions are the
-DAG's nodes' functions from the repo folder plus the private helpers they call by name from it
-(Hamilton fingerprints a node by its own function only, so a change inside a helper such as
-`_rolling_by_driver` would otherwise go unseen).
+an on-demand view's request fields are named `request_source.field`.
+
+The functions are the DAG's nodes' functions from the repo folder, and every function they
+call, transitively, that is the project's own code: defined in the repo folder (its modules,
+such as trip_features.py) or in this package, hamilton_feast, wherever it is installed. A call
+is followed by name (`_schema_problems(...)`, `udf_source(...)`) and by attribute of a module
+(`windows.trailing_stats(...)`, then the kernels that calls), through a numba-compiled function
+to its Python function (`.py_func`). Hamilton fingerprints a node by its own function only, so
+without this a change inside a helper or inside the trailing-window kernels of
+hamilton_feast/windows.py would go unseen. Package functions are named by their module, as
+`hamilton_feast.windows._group_windows`.
+
+Why the project's code, by where it is defined, and not "everything outside site-packages":
+the README's install of one repo on its own (`pip install .`) puts hamilton_feast into
+site-packages, and a development install leaves it outside; the kernels must be followed in
+both. Everything else, the standard library and installed libraries (pandas, numpy, numba,
+Hamilton, Feast), is not followed: their versions are not fingerprinted, nor is the code of
+another package of yours that the repo imports.
+
+Not followed either: the module-level constants a function reads (`_DAY` in trip_features.py),
+a function reached other than by a module-level name or a module's attribute (a method, an
+import inside the function), and the code of the nodes the package makes (the saved table, its
+saver).
 
 A function's fingerprint is Hamilton's: `HamiltonNode.version` for a node, and the same
-`hash_source_code(..., strip=True)` for a helper, so docstrings and comments do not count.
-Each view is registered with the fingerprints of the code it derives from, in the tag
+`hash_source_code(..., strip=True)` for a function called, so docstrings and comments do not
+count. Each view is registered with the fingerprints of the code it derives from, in the tag
 `hamilton_code_versions`, and the project with the DAG's (`hamilton_graph_version`); the
 `hamilton-feast changes` command compares those with the code.
 """
 
 import ast
+import dis
 import inspect
 import types
 from dataclasses import dataclass
@@ -30,6 +50,8 @@ CODE_VERSIONS_TAG = "hamilton_code_versions"  # on each view: {function: fingerp
 GRAPH_VERSION_TAG = "hamilton_graph_version"  # on the project: HamiltonGraph.version
 FINGERPRINT_LENGTH = 12  # hex digits kept of each sha256: plenty to tell versions apart
 LOADER_TAG = "hamilton.data_loader"
+PACKAGE = __name__.split(".")[0]  # hamilton_feast
+PACKAGE_DIR = Path(__file__).resolve().parent  # where it is imported from
 
 
 @dataclass(frozen=True)
@@ -39,7 +61,7 @@ class FeatureLineage:
     view: str
     field: str
     raw_columns: tuple[str, ...]  # "raw_trips.trip_dist"; request fields as "trip_request.x"
-    functions: tuple[str, ...]  # "module.function", helpers included
+    functions: tuple[str, ...]  # "module.function", the functions called included
     source_features: tuple[str, ...] = ()  # an on-demand field's inputs: "view:field"
 
 
@@ -47,12 +69,43 @@ def function_name(fn) -> str:
     return f"{fn.__module__}.{fn.__name__}"
 
 
-def _global_names(code: types.CodeType):
-    """The global names a code object uses, nested code (comprehensions, lambdas) included."""
-    yield from code.co_names
+def _code_objects(code: types.CodeType):
+    """A code object and the code nested in it (comprehensions, lambdas, inner functions)."""
+    yield code
     for constant in code.co_consts:
         if isinstance(constant, types.CodeType):
-            yield from _global_names(constant)
+            yield from _code_objects(constant)
+
+
+def _referenced(fn: types.FunctionType, follow):
+    """Every object the function's code reads by a global name, and by an attribute of a module
+    so read for which `follow(module)` is true, at any depth (`windows.trailing_stats`,
+    `hamilton_feast.windows.trailing_stats`). Read from the bytecode, so a local variable of
+    the same name does not count."""
+    for code in _code_objects(fn.__code__):
+        reached = None  # what the loads so far read, while they read a module's attributes
+        for instruction in dis.get_instructions(code):
+            if instruction.opname == "EXTENDED_ARG":  # part of the next instruction
+                continue
+            if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+                reached = fn.__globals__.get(instruction.argval)
+            elif (instruction.opname in ("LOAD_ATTR", "LOAD_METHOD")
+                  and isinstance(reached, types.ModuleType) and follow(reached)):
+                reached = getattr(reached, instruction.argval, None)
+            else:
+                reached = None
+                continue
+            if reached is not None:
+                yield reached
+
+
+def _python_function(obj) -> types.FunctionType | None:
+    """The Python function an object runs: itself, or a numba dispatcher's `py_func`; None for
+    anything else. Read statically, so that no object's `__getattr__` runs."""
+    if isinstance(obj, types.ModuleType):
+        return None
+    function = obj if isinstance(obj, types.FunctionType) else inspect.getattr_static(obj, "py_func", None)
+    return function if isinstance(function, types.FunctionType) else None
 
 
 def _string_constants(source: str) -> set[str]:
@@ -110,13 +163,25 @@ class Lineage:
             self._trace_on_demand_view(view)
 
     # --- the DAG, by node names ---
+    def _defined_in(self, obj) -> Path | None:
+        """The file a function or module is defined in, if it has one."""
+        try:
+            return Path(inspect.getfile(obj)).resolve()
+        except TypeError:  # built in, or made at run time without a file
+            return None
+
     def _is_repo_function(self, obj) -> bool:
+        """Whether it is a function of a module of the repo folder."""
         if not isinstance(obj, types.FunctionType):
             return False
-        try:
-            return Path(inspect.getfile(obj)).resolve().parent == self._code_dir
-        except TypeError:
-            return False
+        path = self._defined_in(obj)
+        return path is not None and path.parent == self._code_dir
+
+    def _is_project_code(self, obj) -> bool:
+        """Whether a function or module is the project's own code: of the repo folder or of
+        the package hamilton_feast (see the module's docstring)."""
+        path = self._defined_in(obj)
+        return path is not None and (path.parent == self._code_dir or path.is_relative_to(PACKAGE_DIR))
 
     def _own_function(self, node):
         """The repo function a node comes from, if it comes from one."""
@@ -143,22 +208,24 @@ class Lineage:
     def _downstream(self, *names: str) -> set[str]:
         return {node.name for node in self._dr.what_is_downstream_of(*names)}
 
-    def _with_helpers(self, functions) -> set:
-        """The functions, and every function of the repo they call by name, transitively."""
+    def _with_helpers(self, functions) -> set[types.FunctionType]:
+        """The functions, and every function of the project's code they call by name or by a
+        module's attribute, transitively; a numba-compiled one as its Python function."""
         found, pending = set(), list(functions)
         while pending:
             fn = pending.pop()
             if fn in found:
                 continue
             found.add(fn)
-            for name in _global_names(fn.__code__):
-                candidate = fn.__globals__.get(name)
-                if self._is_repo_function(candidate):
-                    pending.append(candidate)
+            for obj in _referenced(fn, follow=self._is_project_code):
+                function = _python_function(obj)
+                if function is not None and self._is_project_code(function):
+                    pending.append(function)
         return found
 
     def _code_of(self, node_names: set[str]) -> set[str]:
-        """The functions computing these nodes, with their helpers; fingerprints recorded."""
+        """The names of the functions computing these nodes, with the functions they call (see
+        `_with_helpers`); their fingerprints are recorded in `versions`."""
         roots = {self._own_function(self._nodes[name]) for name in node_names} - {None}
         code = self._with_helpers(roots)
         for fn in code:
@@ -242,13 +309,14 @@ class Lineage:
 
     # --- the reverse direction ---
     def resolve(self, name: str) -> str:
-        """A raw column or function as the lineage names it, from a short or a full name."""
+        """A raw column or function as the lineage names it, from its full name or the end of
+        it (`trip_dist`, `trailing_stats`, `windows.trailing_stats`)."""
         candidates = set(self.raw_columns.values()) | set(self.versions)
         for feature in self.features.values():
             candidates.update(feature.raw_columns)
         if name in candidates:
             return name
-        matches = sorted(c for c in candidates if c.rsplit(".", 1)[-1] == name)
+        matches = sorted(c for c in candidates if c.endswith(f".{name}"))
         if len(matches) == 1:
             return matches[0]
         if matches:
@@ -280,7 +348,12 @@ class Lineage:
 
 
 def _short(name: str) -> str:
-    return name.rsplit(".", 1)[-1]
+    """A function's name in a table: a repo function's own name, a package function's with its
+    module (`windows.trailing_stats`)."""
+    module, _, function = name.rpartition(".")
+    if module.startswith(f"{PACKAGE}."):
+        return f"{module.removeprefix(f'{PACKAGE}.')}.{function}"
+    return function
 
 
 def lineage_table(lineage: Lineage) -> str:

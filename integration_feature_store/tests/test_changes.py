@@ -2,11 +2,15 @@
 (integration_feature_store)."""
 
 import hashlib
-import sys
 import json
+import os
+import shutil
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from hamilton.graph_types import hash_source_code
 from trip_repo import (
     CALENDAR_FEATURES,
     FEATURE_TABLE,
@@ -17,12 +21,22 @@ from trip_repo import (
     applied_copy,
 )
 
+import hamilton_feast
 from feast import FeatureStore
-from hamilton_feast import Repo
-from hamilton_feast.lineage import CODE_VERSIONS_TAG
+from hamilton_feast import Repo, windows
+from hamilton_feast.lineage import CODE_VERSIONS_TAG, FINGERPRINT_LENGTH
 from hamilton_feast.testing import copy_repo, edit, run
 
 CHANGED = 2  # hamilton-feast changes --check: changes found
+# The functions of hamilton_feast/windows.py each kind of trailing window runs.
+PER_DRIVER_WINDOW_CODE = {
+    f"hamilton_feast.windows.{name}"
+    for name in ["trailing_stats", "_times_and_width", "_group_codes", "_group_windows"]
+}
+PCT_RANK_WINDOW_CODE = {
+    f"hamilton_feast.windows.{name}"
+    for name in ["trailing_pct_rank", "_times_and_width", "_window_ranks", "_fenwick_add", "_fenwick_sum"]
+}
 
 
 @pytest.fixture
@@ -32,8 +46,10 @@ def applied(tmp_path):
                         apply_args=["--materialize"])
 
 
-def tool(repo_dir, *args: str, exit_code: int = 0) -> str:
-    result = run(["hamilton-feast", *args], repo_dir, expect_success=exit_code == 0)
+def tool(repo_dir, *args: str, exit_code: int = 0, env: dict | None = None) -> str:
+    """What `hamilton-feast ARGS` prints in the repo (with extra environment variables `env`),
+    having exited `exit_code`."""
+    result = run(["hamilton-feast", *args], repo_dir, expect_success=exit_code == 0, env=env)
     assert result.returncode == exit_code, result.stdout + result.stderr
     return result.stdout
 
@@ -104,8 +120,27 @@ def test_a_field_derives_from_its_own_transforms_and_the_private_helpers_they_ca
     assert "trip_features.driver_trip_dist_3h" not in month
 
 
+def test_a_per_driver_field_derives_from_the_window_kernels_of_the_package(repo):
+    """trip_features calls windows.trailing_stats, which calls the numba kernel _group_windows:
+    both are followed, the kernel through its Python function, and fingerprinted as a helper."""
+    features = repo.lineage.features
+    for field in PER_DRIVER_FEATURES:
+        functions = set(features[("driver_trip_stats", field)].functions)
+        assert PER_DRIVER_WINDOW_CODE <= functions, field
+        assert not functions & (PCT_RANK_WINDOW_CODE - PER_DRIVER_WINDOW_CODE), field
+    pct_rank = set(features[("driver_trip_stats", "trip_dist_pct_rank_3h_all_drivers")].functions)
+    assert PCT_RANK_WINDOW_CODE <= pct_rank  # _fenwick_sum: called from inside a kernel
+    assert not pct_rank & (PER_DRIVER_WINDOW_CODE - PCT_RANK_WINDOW_CODE)
+    for field in CALENDAR_FEATURES:
+        functions = features[("driver_trip_stats", field)].functions
+        assert not [name for name in functions if name.startswith("hamilton_feast.windows.")], field
+    kernel = hash_source_code(windows._group_windows.py_func, strip=True)[:FINGERPRINT_LENGTH]
+    assert repo.lineage.versions["hamilton_feast.windows._group_windows"] == kernel
+
+
 def test_each_view_is_tagged_with_the_fingerprints_of_exactly_its_code(repo):
-    """Written out: what each view's values derive from, helpers included."""
+    """Written out: what each view's values derive from, the functions they call included (in
+    the repo folder and in the package hamilton_feast)."""
     objects = repo.feast_objects(overrides=repo.saved_tables_as_configured())
     stored = set(json.loads(objects["driver_trip_stats"].tags[CODE_VERSIONS_TAG]))
     assert stored == {
@@ -113,15 +148,21 @@ def test_each_view_is_tagged_with_the_fingerprints_of_exactly_its_code(repo):
         *(f"trip_features.{name}" for name in [
             *CALENDAR_FEATURES, "trip_dist_pct_rank_3h_all_drivers", *PER_DRIVER_FEATURES,
             "driver_trip_dist_3h", "driver_trip_dist_24h"]),
+        *PER_DRIVER_WINDOW_CODE, *PCT_RANK_WINDOW_CODE,
         "feast_objects.driver", "feast_objects.driver_trip_features_source",
         "feast_objects.driver_trip_features_push_source", "feast_objects.driver_trip_stats",
+        # the view's schema: its fields, named, typed and described by the transforms
+        "hamilton_feast.objects.feature_fields", "hamilton_feast.objects._declared_dtype",
     }
-    # An on-demand view's own code: its UDF, the transforms it embeds, its Feast definitions.
+    # An on-demand view's own code: its UDF, the transforms it embeds, its Feast definitions,
+    # and the package's functions that type its fields and write the source Feast stores.
     on_demand = set(json.loads(objects["trip_request_features"].tags[CODE_VERSIONS_TAG]))
     assert on_demand == {
         "feast_objects._trip_request_features", "feast_objects._request_time", "feast_objects.trip_request",
         "feast_objects.trip_request_features", "trip_features.day_of_week",
         "trip_features.is_weekend", "trip_features.hour_of_day",
+        "hamilton_feast.objects.udf_fields", "hamilton_feast.objects.udf_source",
+        "hamilton_feast.objects._global_names",
     }
     assert "hamilton_graph_version" in objects["project"].tags
 
@@ -152,6 +193,20 @@ def test_lineage_command_answers_both_directions(tmp_path):
     assert "raw_trips.rider_rating feeds no feature" in reverse
     assert f"driver_trip_stats: {', '.join(PER_DRIVER_FEATURES[:4])} (4 of 11 fields)" in reverse
     assert f"trip_request_features: {', '.join(ON_DEMAND_FIELDS)} (all 4 fields)" in reverse
+    # A package function, by its name or its module's and its own.
+    kernels = tool(repo_dir, "lineage", "_group_windows", "windows.trailing_pct_rank")
+    assert (
+        "hamilton_feast.windows._group_windows feeds\n"
+        f"  driver_trip_stats: {', '.join(PER_DRIVER_FEATURES)} (6 of 11 fields)\n"
+    ) in kernels
+    assert (
+        "hamilton_feast.windows.trailing_pct_rank feeds\n"
+        "  driver_trip_stats: trip_dist_pct_rank_3h_all_drivers (1 of 11 fields)\n"
+        "  services: trip_rating_model_v1\n"
+    ) in kernels
+    mean_3h = next(line for line in table.splitlines() if line.startswith("  driver_trip_dist_mean_3h "))
+    assert mean_3h.endswith("windows._group_codes, windows._group_windows, windows._times_and_width, "
+                            "windows.trailing_stats, driver_trip_dist_3h, driver_trip_dist_mean_3h")
 
 
 def test_lineage_of_an_unknown_name_is_a_clear_error(tmp_path):
@@ -253,6 +308,53 @@ def test_an_edit_inside_a_private_helper_is_seen_and_refreshed(applied):
     assert "Recomputing: saved_driver_trip_features (for driver_trip_stats)" in output
     pd.testing.assert_frame_equal(pd.read_parquet(table), before)  # the same data, recomputed
     assert "nothing changed." in tool(applied, "changes", "--check")
+
+
+def package_copy(destination: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the package hamilton_feast in `destination`: its folder, and the environment
+    that imports it instead of the installed one (writing no bytecode beside it, so an edit is
+    never hidden by a cached compile)."""
+    package = Path(hamilton_feast.__file__).parent
+    copy = destination / package.name
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    path = os.pathsep.join([str(destination), os.environ.get("PYTHONPATH", "")])
+    return copy, {"PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def test_an_edit_of_a_window_kernel_in_the_package_reports_the_per_driver_fields(tmp_path):
+    """The per-driver windows run in hamilton_feast/windows.py: trip_features calls
+    windows.trailing_stats, which calls the numba kernel _group_windows. An edit there is
+    reported for the six per-driver fields it computes, not for the calendar ones, and for the
+    on-demand view through the 3-hour mean it reads."""
+    repo_dir = applied_copy(tmp_path, "--trips", "3000", "--drivers", "15", "--days", "3")
+    package, env = package_copy(tmp_path / "package")
+    assert "nothing changed.\n" in tool(repo_dir, "changes", "--check", env=env)  # the same code, copied
+    edit(package / "windows.py", "mean[row] = window_sum[group] / window_count[group]",
+         "mean[row] = window_sum[group] / (window_count[group] + 1)")
+    assert (
+        "driver_trip_stats: changed\n"
+        "  code changed: hamilton_feast.windows._group_windows\n"
+        f"  fields affected: {', '.join(PER_DRIVER_FEATURES)} (6 of 11)\n"
+        "trip_request_features: inputs changed (driver_trip_stats:driver_trip_dist_mean_3h)\n"
+        f"  fields affected: {', '.join(ON_DEMAND_FIELDS)} (4 of 4)\n"
+        f"trip_rating_model_v1 (service): driver_trip_stats: {', '.join(PER_DRIVER_FEATURES)}; "
+        f"trip_request_features: {', '.join(ON_DEMAND_FIELDS)}\n"
+    ) in tool(repo_dir, "changes", "--check", exit_code=CHANGED, env=env)
+
+
+def test_an_edit_of_the_rank_kernel_in_the_package_reports_the_percentile_rank_alone(tmp_path):
+    """_fenwick_sum is called only from inside the numba kernel _window_ranks, which
+    windows.trailing_pct_rank calls: only trip_dist_pct_rank_3h_all_drivers derives from it."""
+    repo_dir = applied_copy(tmp_path, "--trips", "3000", "--drivers", "15", "--days", "3")
+    package, env = package_copy(tmp_path / "package")
+    edit(package / "windows.py", "        total += tree[position]\n", "        total += 2 * tree[position]\n")
+    assert (
+        "driver_trip_stats: changed\n"
+        "  code changed: hamilton_feast.windows._fenwick_sum\n"
+        "  fields affected: trip_dist_pct_rank_3h_all_drivers (1 of 11)\n"
+        "trip_rating_model_v1 (service): driver_trip_stats: trip_dist_pct_rank_3h_all_drivers\n"
+        "unchanged: trip_request_features\n"
+    ) in tool(repo_dir, "changes", "--check", exit_code=CHANGED, env=env)
 
 
 def test_a_change_to_an_embedded_transform_reaches_the_on_demand_view_too(applied):
