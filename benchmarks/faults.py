@@ -1,6 +1,6 @@
 """Fault injection on the integration repo: SIGKILL its apply and refresh many times, at random
 moments and while the feature table is being saved, and count what each kill left. Prints one
-table (the README's "When things go wrong" cites it).
+table (docs/faults.md, "When things go wrong", cites it).
 
     python benchmarks/faults.py                 # 20 random kills, 10 mid-save, 5 mid-refresh
     python benchmarks/faults.py --random 50 --trips 500000

@@ -448,7 +448,7 @@ BIN = Path(sys.executable).parent
 OPTIMIZED = {"PYTHONOPTIMIZE": "1"}
 LIMITS = ["--max-requests", "100000", "--max-requests-jitter", "10000"]  # gunicorn's flags, as feast serve's
 RECOMMENDED = ["--no-access-log", *LIMITS]
-CHOSEN = "recommended, 2 workers"  # the README's command: also read with 100 entities, and on Redis
+CHOSEN = "recommended, 2 workers"  # docs/serving.md's: also read with 100 entities, and on Redis
 PIN_SERVER = ["taskset", "-c", "1"]
 
 

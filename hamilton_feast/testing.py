@@ -6,7 +6,7 @@ package is installed: so a repo's tests/ work in a copied folder as in this proj
 - `edit`: one exact replacement in a file; `killed`: a command SIGKILLed at a chosen moment;
 - `registry_objects`: a registry as comparable dictionaries;
 - `start_redis`, fixture `redis_server`: a real redis-server on 127.0.0.1 (for the session);
-- `feature_server`: `feast serve` on 127.0.0.1 with the README's serving settings;
+- `feature_server`: `feast serve` on 127.0.0.1 with the serving settings of docs/serving.md;
 - fixture `chromium`: a real headless Chromium, driven over its DevTools protocol (`Browser`).
 """
 
@@ -205,7 +205,7 @@ def redis_server():
         process.wait(timeout=10)
 
 
-# The README's serving settings: -O, two workers, no access log, and a recycling limit (by
+# The serving settings of docs/serving.md: -O, two workers, no access log, and a recycling limit (by
 # default 1,000 requests, after which a worker's open connections are reset) raised far above
 # any test's load.
 SERVE_ARGUMENTS = ["--workers", "2", "--no-access-log", "--max-requests", "100000", "--max-requests-jitter", "10000"]
@@ -213,8 +213,8 @@ SERVE_ARGUMENTS = ["--workers", "2", "--no-access-log", "--max-requests", "10000
 
 @contextlib.contextmanager
 def feature_server(repo_dir: Path, feature_store_yaml: str = "feature_store.yaml", env: dict | None = None):
-    """`feast serve` on the repo, on 127.0.0.1 and a free port, with the README's settings; yields
-    its base URL once /health answers. Its output goes to data/feast_serve.log."""
+    """`feast serve` on the repo, on 127.0.0.1 and a free port, with docs/serving.md's settings;
+    yields its base URL once /health answers. Its output goes to data/feast_serve.log."""
     port = free_port()
     feast = str(Path(sys.executable).parent / "feast")
     log = open(repo_dir / "data" / "feast_serve.log", "w")

@@ -46,7 +46,7 @@ def test_apply_twice_registers_the_same_objects(applied_repo):
 def test_teardown_then_apply_registers_the_same_objects(name, tmp_path):
     """Same registry. But feast 0.67 keeps its record of the online tables through teardown, so
     a plain re-apply does not recreate them and materialization fails; deleting the registry
-    file after teardown (as the README says) brings them back."""
+    file after teardown (as docs/correctness.md says) brings them back."""
     repo_dir = copy_repo(ROOT / name, tmp_path)
     generate_data(repo_dir)
     run(APPLY[name], cwd=repo_dir)

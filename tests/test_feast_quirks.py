@@ -1,7 +1,8 @@
-"""Feast 0.67 quirks the README names, each pinned on a throwaway store: if Feast changes, a test
-here fails and the README (and any workaround) should follow. The others are pinned where they
-matter: the file store's rows (test_point_in_time), teardown then apply (test_consistency), plan
-after materialize (test_repo_lifecycle, the integration repo's test_apply)."""
+"""Feast 0.67 quirks docs/correctness.md names, each pinned on a throwaway store: if Feast changes,
+a test here fails and docs/correctness.md (and any workaround) should follow. The others are
+pinned where they matter: the file store's rows (test_point_in_time), teardown then apply
+(test_consistency), plan after materialize (test_repo_lifecycle, the integration repo's
+test_apply)."""
 
 import json
 from datetime import timedelta

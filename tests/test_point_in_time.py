@@ -194,7 +194,7 @@ def test_file_store_drops_rows_and_breaks_ties_and_the_helper_refuses_it(scenari
         assert all(latest_event_time_is_tied(features, d, t, ttl)
                    for d, t in zip(wrong.driver_id, wrong.event_timestamp)), column
         wrong_rows += len(wrong)
-    assert wrong_rows > 0, "the file store no longer breaks created ties wrongly: update the README"
+    assert wrong_rows > 0, "the file store no longer breaks created ties wrongly: update docs/correctness.md"
 
     dropped = expected.merge(raw[key], on=key, how="left", indicator=True)
     dropped = dropped[dropped["_merge"] == "left_only"]

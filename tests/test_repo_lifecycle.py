@@ -49,8 +49,8 @@ def read_parquet(repo_dir, relative_path: str) -> pd.DataFrame:
 
 @pytest.mark.parametrize("repo", REPOS)
 def test_a_plan_right_after_apply_shows_no_changes_and_after_materialize_an_update(repo, tmp_path):
-    """The second part is a Feast 0.67 quirk the README names: materializing changes the stored
-    views (their intervals), so the next plan reports them as Updated."""
+    """The second part is a Feast 0.67 quirk docs/correctness.md names: materializing changes the
+    stored views (their intervals), so the next plan reports them as Updated."""
     repo_dir = copy_repo(ROOT / repo, tmp_path)
     generate_data(repo_dir)
     run(APPLY[repo], cwd=repo_dir)

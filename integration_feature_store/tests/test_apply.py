@@ -166,7 +166,7 @@ def test_a_plan_right_after_apply_shows_no_changes_by_either_path(tmp_path):
 
 
 def test_after_materialize_feasts_plan_reports_the_view_as_updated(tmp_path):
-    """A Feast 0.67 quirk the README names: materializing changes the stored view (its
+    """A Feast 0.67 quirk docs/correctness.md names: materializing changes the stored view (its
     intervals), and the next plan shows it as Updated; applying again is harmless."""
     repo_dir = applied_copy(tmp_path, "--trips", "1000", apply_args=["--materialize"])
     output = run([sys.executable, "apply.py", "--plan"], cwd=repo_dir).stdout
