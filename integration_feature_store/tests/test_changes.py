@@ -7,15 +7,7 @@ import json
 
 import pandas as pd
 import pytest
-from trip_repo import (
-    CALENDAR_FEATURES,
-    FEATURE_TABLE,
-    ON_DEMAND_FIELDS,
-    PER_DRIVER_FEATURES,
-    RAW_TRIPS,
-    REPO,
-    applied_copy,
-)
+from this_repo import CALENDAR_FEATURES, ON_DEMAND_VIEWS, PER_DRIVER_FEATURES, RAW_DATA, REPO, VIEW, applied_copy
 
 from feast import FeatureStore
 from hamilton_feast import Repo
@@ -41,7 +33,7 @@ def tool(repo_dir, *args: str, exit_code: int = 0) -> str:
 def online(repo_dir, features: list[str], request: dict | None = None) -> pd.DataFrame:
     """Every driver's online values (and the on-demand ones, for the given request)."""
     store = FeatureStore(repo_path=str(repo_dir))
-    drivers = pd.read_parquet(repo_dir / RAW_TRIPS)["driver_id"].unique()
+    drivers = pd.read_parquet(repo_dir / RAW_DATA)["driver_id"].unique()
     rows = [{"driver_id": int(d), **(request or {})} for d in sorted(drivers)]
     return store.get_online_features(features=features, entity_rows=rows).to_df()
 
@@ -80,7 +72,7 @@ def test_no_feature_derives_from_the_label_the_rider_or_the_created_time(repo):
 
 
 def test_an_on_demand_feature_derives_from_the_stored_feature_its_udf_reads(repo):
-    for field in ON_DEMAND_FIELDS:
+    for field in ON_DEMAND_VIEWS["trip_request_features"]:
         feature = repo.lineage.features[("trip_request_features", field)]
         assert feature.source_features == ("driver_trip_stats:driver_trip_dist_mean_3h",)
         assert {"trip_request.requested_at", "trip_request.requested_trip_dist"} <= set(feature.raw_columns)
@@ -151,7 +143,7 @@ def test_lineage_command_answers_both_directions(tmp_path):
     assert "trip_features.month feeds\n  driver_trip_stats: month (1 of 11 fields)\n" in reverse
     assert "raw_trips.rider_rating feeds no feature" in reverse
     assert f"driver_trip_stats: {', '.join(PER_DRIVER_FEATURES[:4])} (4 of 11 fields)" in reverse
-    assert f"trip_request_features: {', '.join(ON_DEMAND_FIELDS)} (all 4 fields)" in reverse
+    assert f"trip_request_features: {', '.join(ON_DEMAND_VIEWS["trip_request_features"])} (all 4 fields)" in reverse
 
 
 def test_lineage_of_an_unknown_name_is_a_clear_error(tmp_path):
@@ -202,7 +194,7 @@ def test_an_error_exits_1_with_a_clear_message(applied):
 
 
 def test_a_changed_transform_reports_and_refreshes_exactly_its_dependent_views(applied):
-    table = applied / FEATURE_TABLE
+    table = applied / VIEW.table
     before = pd.read_parquet(table)
     edit(
         applied / "trip_features.py",
@@ -234,7 +226,7 @@ def test_a_changed_transform_reports_and_refreshes_exactly_its_dependent_views(a
 def test_an_edit_inside_a_private_helper_is_seen_and_refreshed(applied):
     """_schema_problems is no node: only the helper-following fingerprints see it. Everything
     stored derives from the raw trips it checks; the on-demand view's inputs with them."""
-    table = applied / FEATURE_TABLE
+    table = applied / VIEW.table
     before = pd.read_parquet(table)
     edit(applied / "raw_data.py", "is missing; expected {expected}", "is not there; expected {expected}")
     output = tool(applied, "changes", "--check", exit_code=CHANGED)
@@ -247,7 +239,7 @@ def test_an_edit_inside_a_private_helper_is_seen_and_refreshed(applied):
     # The on-demand view reads driver_trip_dist_mean_3h: its inputs changed, not its code.
     assert (
         "trip_request_features: inputs changed (driver_trip_stats:driver_trip_dist_mean_3h)\n"
-        f"  fields affected: {', '.join(ON_DEMAND_FIELDS)} (4 of 4)\n"
+        f"  fields affected: {', '.join(ON_DEMAND_VIEWS["trip_request_features"])} (4 of 4)\n"
     ) in output
     output = tool(applied, "changes", "--refresh")
     assert "Recomputing: saved_driver_trip_features (for driver_trip_stats)" in output
@@ -270,14 +262,14 @@ def test_a_change_to_an_embedded_transform_reaches_the_on_demand_view_too(applie
     assert (
         "trip_request_features: changed\n"
         "  code changed: trip_features.day_of_week\n"
-        f"  fields affected: {', '.join(ON_DEMAND_FIELDS)} (4 of 4)\n"
+        f"  fields affected: {', '.join(ON_DEMAND_VIEWS["trip_request_features"])} (4 of 4)\n"
         "  definition: feature_transformation.body_text\n"  # Feast sees the embedded source change
     ) in output
     assert "unchanged:" not in output
 
 
 def test_a_change_inside_the_on_demand_udf_refreshes_without_recomputing(applied):
-    table = applied / FEATURE_TABLE
+    table = applied / VIEW.table
     table_before = sha256(table)
     edit(
         applied / "feast_objects.py",
@@ -312,7 +304,7 @@ def test_renaming_a_feature_is_one_edit_and_is_reported_as_a_schema_change(appli
     assert "  fields affected: month_of_year (1 of 11)\n" in output
     assert "  schema: + month_of_year (Int64); - month (Int64)\n" in output
     output = tool(applied, "changes", "--refresh")
-    assert "month_of_year" in pd.read_parquet(applied / FEATURE_TABLE).columns
+    assert "month_of_year" in pd.read_parquet(applied / VIEW.table).columns
     assert "nothing changed." in tool(applied, "changes", "--check")
 
 
@@ -330,19 +322,19 @@ def test_a_retyped_feature_is_reported_as_a_schema_change(applied):
 
 
 def test_a_ttl_change_is_a_definition_change_and_recomputes_nothing(applied):
-    table_before = sha256(applied / FEATURE_TABLE)
+    table_before = sha256(applied / VIEW.table)
     edit(applied / "settings.yaml", "driver_trip_stats_ttl: 1 day", "driver_trip_stats_ttl: 2 days")
     output = tool(applied, "changes", "--check", exit_code=CHANGED)
     assert "driver_trip_stats: changed\n  definition: ttl\n" in output
     assert "code changed" not in output
     output = tool(applied, "changes", "--refresh")
     assert "Recomputing: nothing (for no view)" in output
-    assert sha256(applied / FEATURE_TABLE) == table_before
+    assert sha256(applied / VIEW.table) == table_before
     assert FeatureStore(repo_path=str(applied)).get_feature_view("driver_trip_stats").ttl == pd.Timedelta(days=2)
 
 
 def test_a_docstring_change_is_a_description_change_and_recomputes_nothing(applied):
-    table = applied / FEATURE_TABLE
+    table = applied / VIEW.table
     table_before = sha256(table)
     edit(
         applied / "trip_features.py",
