@@ -23,6 +23,7 @@ import fcntl
 import os
 import shutil
 import sys
+import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ from hamilton.io.utils import get_file_and_dataframe_metadata
 from hamilton.plugins.pandas_extensions import PandasParquetWriter
 
 TEMPORARY = ".tmp-"
+# A file name: a write of that file waits a minute with its temporary written, before the rename,
+# so that the fault tests can kill a run at that moment on any disk (tmpfs writes too fast to
+# be caught otherwise). Never set in normal use.
+PAUSE_BEFORE_RENAME = "HAMILTON_FEAST_PAUSE_BEFORE_RENAME"
 
 
 def _temporary(path: Path, pid: int) -> Path:
@@ -113,6 +118,8 @@ def replaced(path: str | Path) -> Iterator[Path]:
     try:
         yield temporary
         _sync(temporary)
+        if os.environ.get(PAUSE_BEFORE_RENAME) == path.name:  # the fault tests' moment to kill
+            time.sleep(60)
         if temporary.is_dir() and path.is_dir():
             # A folder cannot be renamed over a folder: the old one steps aside first.
             _remove(_aside(path))

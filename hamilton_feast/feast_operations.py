@@ -9,6 +9,8 @@ Its config comes from `hamilton_feast.Repo(...).config`: which nodes return Feas
 (collected by type, not by a hand-kept list) and the tags each gets.
 """
 
+import contextlib
+import io
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,10 @@ import pandas as pd
 from hamilton.function_modifiers import ResolveAt, group, inject, resolve, source
 
 from feast import FeatureService, FeatureStore
+from feast.diff.registry_diff import diff_between
 from feast.repo_contents import RepoContents
 from feast.repo_operations import apply_total_with_repo_instance
-from hamilton_feast import objects, registry_store, training_sets
+from hamilton_feast import objects, plans, registry_store, training_sets
 from hamilton_feast.notices import known_notices_hidden
 from hamilton_feast.read_only import store_that_writes_nothing
 
@@ -52,22 +55,31 @@ def repo_contents(feast_objects: dict[str, Any], feature_store: FeatureStore) ->
     return objects.repo_contents(feast_objects.values(), feature_store.project)
 
 
-def plan(feature_store: FeatureStore, repo_contents: RepoContents, feature_store_yaml: str) -> str:
-    """What registering the objects would change, as `feast plan` prints it; writes nothing."""
+def plan(
+    feature_store: FeatureStore, repo_contents: RepoContents, feature_store_yaml: str, full_diff: bool = False
+) -> str:
+    """What registering the objects would change, one line per object (see plans.py), or as
+    `feast plan` prints it with `full_diff`; writes nothing."""
     with known_notices_hidden(), store_that_writes_nothing(feature_store, feature_store_yaml) as store:
         registry_diff, infra_diff, _ = store.plan(repo_contents)
-    return f"{registry_diff.to_string()}\n{infra_diff.to_string()}"
+    registry = registry_diff.to_string() if full_diff else plans.summary(registry_diff)
+    return f"{registry}\n{infra_diff.to_string()}"
 
 
-def registered(feature_store: FeatureStore, repo_contents: RepoContents) -> RepoContents:
+def registered(feature_store: FeatureStore, repo_contents: RepoContents, full_diff: bool = False) -> RepoContents:
     """The objects registered by Feast's own apply, as `feast apply` registers them: created,
-    updated and deleted to match the DAG."""
+    updated and deleted to match the DAG. Prints what changed, one line per object (or Feast's
+    own output, with `full_diff`)."""
     print(f"Applying changes for project {feature_store.project}")
     registry, project = feature_store.registry, feature_store.project
     with known_notices_hidden(), registry_store.registry_locked(feature_store):
-        apply_total_with_repo_instance(
-            feature_store, project, registry, repo_contents, skip_source_validation=False
-        )
+        changes = plans.summary(diff_between(registry, project, repo_contents))
+        with contextlib.nullcontext() if full_diff else contextlib.redirect_stdout(io.StringIO()):
+            apply_total_with_repo_instance(
+                feature_store, project, registry, repo_contents, skip_source_validation=False
+            )
+        if not full_diff:
+            print(changes)
         # Feast 0.67 compares on-demand views without their tags, so it applies no change of
         # tags alone (such as new code versions); those views' tags are applied directly.
         for view in repo_contents.on_demand_feature_views:

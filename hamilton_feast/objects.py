@@ -6,6 +6,7 @@ import inspect
 import textwrap
 
 import numpy as np
+import pyarrow as pa
 from hamilton import driver
 from hamilton.function_modifiers.validation import check_output
 
@@ -52,6 +53,20 @@ FEAST_TYPE_OF = {
     np.str_: String,
     np.datetime64: UnixTimestamp,
 }
+
+
+# Feast type of a field -> whether an arrow column type holds it (a saved table's column).
+ARROW_TYPE_HOLDS = {
+    Int64: pa.types.is_int64, Int32: pa.types.is_int32, Float64: pa.types.is_float64,
+    Float32: pa.types.is_float32, Bool: pa.types.is_boolean,
+    String: lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), UnixTimestamp: pa.types.is_timestamp,
+}
+
+
+def arrow_type_fits(arrow_type: pa.DataType, feast_type) -> bool:
+    """Whether a column of `arrow_type` holds a field of `feast_type` (types not listed here pass)."""
+    holds = ARROW_TYPE_HOLDS.get(feast_type)
+    return holds is None or holds(arrow_type)
 
 
 def is_feast_object_type(typ) -> bool:
@@ -114,6 +129,20 @@ def repo_contents(objects, project_name: str) -> RepoContents:
     return RepoContents(**contents)
 
 
+def check_view_tags(nodes, definitions) -> None:
+    """Each function tagged @tag(feast_view=...) names a feature view the DAG defines: a
+    misspelled tag would drop the feature from its view, its table and its services silently."""
+    views = sorted(o.name for o in definitions if isinstance(o, FeatureView))
+    for node in nodes:
+        view = node.tags.get(VIEW_TAG)
+        if view is not None and view not in views:
+            function = node.originating_functions[0]
+            raise ValueError(
+                f"{function.__module__}.{function.__name__} is tagged @tag({VIEW_TAG}={view!r}), but the DAG "
+                f"defines no feature view {view!r}; expected one of {views}"
+            )
+
+
 def _declared_dtype(function) -> type | None:
     """The data_type a function's @check_output declares, if any."""
     for modifier in getattr(function, "transform", []):
@@ -153,7 +182,9 @@ def feature_fields(view: str, *modules) -> list[Field]:
         description = node.documentation.strip().splitlines()[0]
         fields.append(Field(name=node.name, dtype=FEAST_TYPE_OF[dtype], description=description))
     if not fields:
-        raise ValueError(f"no function is tagged @tag({VIEW_TAG}={view!r}); expected its features")
+        found = sorted({node.tags[VIEW_TAG] for node in nodes if VIEW_TAG in node.tags})
+        raise ValueError(f"no function is tagged @tag({VIEW_TAG}={view!r}); expected its features "
+                         f"(the views tagged: {found or 'none'})")
     return fields
 
 

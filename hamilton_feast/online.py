@@ -104,7 +104,10 @@ def _check_view(store: FeatureStore, view: FeatureView, now: datetime, max_age: 
 def check(store: FeatureStore, now: datetime | None = None, max_age: timedelta | None = None) -> list[ViewHealth]:
     """The health of every online feature view (see the module's description)."""
     now = now or datetime.now(timezone.utc)
-    return [_check_view(store, view, now, max_age) for view in _online_views(store)]
+    views = _online_views(store)
+    if not views:
+        raise ValueError(f"project {store.project} has no online feature view registered: apply the repo first")
+    return [_check_view(store, view, now, max_age) for view in views]
 
 
 def health_report(healths: list[ViewHealth]) -> str:

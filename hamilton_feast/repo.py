@@ -50,7 +50,7 @@ from feast import Entity, FeatureView, Project
 from feast.constants import FEAST_FS_YAML_FILE_PATH_ENV_NAME
 from feast.data_source import DataSource
 from hamilton_feast import feast_operations, objects, saved_tables
-from hamilton_feast.lineage import CODE_VERSIONS_TAG, GRAPH_VERSION_TAG, Lineage
+from hamilton_feast.lineage import CODE_VERSIONS_TAG, GRAPH_VERSION_TAG, LOADER_TAG, Lineage, function_name
 from hamilton_feast.notices import known_notices_hidden
 
 SETTINGS_FILE = "settings.yaml"
@@ -80,18 +80,39 @@ def _import(folder: Path, name: str) -> ModuleType:
     return module
 
 
-def _converted(name: str, value, typ, folder: Path):
-    """A setting as the type the DAG declares for it."""
+def _converted(what: str, value, typ, folder: Path):
+    """A setting (`what`: where it is and its name, for errors) as the type the DAG declares."""
     if typ is timedelta and not isinstance(value, timedelta):
         try:
             return pd.Timedelta(value).to_pytimedelta()
         except ValueError as error:
-            raise ValueError(
-                f"{SETTINGS_FILE} input {name!r} is {value!r}; expected a duration such as '1 day'"
-            ) from error
+            raise ValueError(f"{what} is {value!r}; expected a duration such as '1 day'") from error
     if typ is Path:
         return (folder / str(value)).resolve()
     return value
+
+
+def _key_lines(node, keys: tuple = ()) -> dict[tuple, int]:
+    """{path of keys: line} for every key of a composed YAML mapping, at every depth."""
+    lines = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*keys, key.value)
+            lines[path] = key.start_mark.line + 1
+            lines.update(_key_lines(value, path))
+    return lines
+
+
+def _raw_columns(variables: dict) -> list:
+    """The nodes a function extracts (@extract_columns) straight from a data loader's output."""
+    loaders = {name for name, v in variables.items() if v.tags.get(LOADER_TAG) is True and "." not in name}
+    columns = []
+    for name, v in variables.items():
+        function = (v.originating_functions or (None,))[0]
+        extractor = variables.get(getattr(function, "__name__", None))
+        if extractor is not None and extractor.name != name and set(extractor.required_dependencies) & loaders:
+            columns.append(v)
+    return columns
 
 
 def _feature_store_yaml_in_use() -> str:
@@ -139,15 +160,22 @@ class Repo:
             if not v.is_external_input and objects.is_feast_object_type(v.type)
         )
         self.inputs = self._inputs(settings.get("inputs") or {}, variables)
+        self._check_every_input_is_given(variables, table_paths)
         with known_notices_hidden():
             definitions = dag.execute(
                 self.feast_object_nodes, inputs={**self.inputs, **self.saved_tables_as_configured()}
             )
-        # Refuse broken definitions (another project, an unknown entity) before anything runs.
+        # Refuse broken definitions (another project, an unknown entity, a feature tagged for a
+        # view that does not exist) before anything runs.
         objects.repo_contents(definitions.values(), self.project)
+        objects.check_view_tags(variables.values(), definitions.values())
 
         # The module of the saved tables' nodes, for the driver: .with_modules(repo.saved_tables).
         # The pandas one also traces the lineage, which runs through the table's columns.
+        self._declared_fields = {  # saver -> {field: (view, Feast type)} of the views reading its table
+            saver: {f.name: (view.name, f.dtype) for view in self._readers(saver, definitions)[1] for f in view.features}
+            for saver in tables.values()
+        }
         columns = {table: self._columns(saver, definitions, variables) for table, saver in tables.items()}
         local_tables = saved_tables.module(
             {table: (self.saved_table_paths[saver], columns[table]) for table, saver in tables.items()}
@@ -168,34 +196,85 @@ class Repo:
             "repo_path": str(self.path),
             "feature_store_yaml": self.feature_store_yaml,
         }
-        expected = sorted(name for name, v in variables.items() if v.is_external_input)
+        settable = self._settable_inputs(variables)
         for name, value in settings.items():
-            if name not in expected:
-                raise ValueError(
-                    f"{SETTINGS_FILE} input {name!r} is used by no function of the DAG; expected "
-                    f"one of: {', '.join(expected)}"
-                )
-            inputs[name] = _converted(name, value, variables[name].type, self.path)
+            where = f"{self._where('inputs', name)}: input {name!r}"
+            if name in inputs:
+                raise ValueError(f"{where} is set by the repo itself (from the folder and "
+                                 f"{self.feature_store_yaml}); remove it")
+            if name not in settable:
+                raise ValueError(f"{where} is used by no function of the DAG; expected one of: "
+                                 f"{', '.join(settable) or '(none)'}")
+            inputs[name] = _converted(where, value, variables[name].type, self.path)
         return inputs
 
+    @staticmethod
+    def _settable_inputs(variables: dict) -> list[str]:
+        """The DAG's inputs a user sets in settings.yaml: not the repo's own, not the files the
+        saved tables are written to (saved_<table>, which the savers give)."""
+        own = {"project_name", "repo_path", "feature_store_yaml"}
+        return sorted(name for name, v in variables.items() if v.is_external_input and name not in own
+                      and not name.startswith(saved_tables.saver_name("")))
+
+    def _check_every_input_is_given(self, variables: dict, table_paths: dict) -> None:
+        """Each input a function of the DAG needs is given: by the repo, by settings.yaml's
+        inputs, or, for saved_<table>, by settings.yaml's saved_tables; an error naming the
+        functions that read it and where to give it, before anything runs."""
+        given = set(self.inputs) | set(self.saved_table_paths)
+        for name, v in sorted(variables.items()):
+            readers = sorted(function_name(n.originating_functions[0]) for n in variables.values()
+                             if name in n.required_dependencies and n.originating_functions)
+            if not v.is_external_input or name in given or not readers:
+                continue
+            table = name.removeprefix(saved_tables.saver_name(""))
+            if name != table:
+                raise ValueError(
+                    f"{', '.join(readers)} read {name!r}, where the table {table!r} is saved, but "
+                    f"{self._where('saved_tables')}: saved_tables: has no {table!r} (it lists: "
+                    f"{', '.join(table_paths) or 'nothing'}); expected the table's name, with its file")
+            extractors = sorted({function_name(n.originating_functions[0]) for n in _raw_columns(variables)})
+            raise ValueError(
+                f"{', '.join(readers)} read {name!r}, which no function of the DAG computes and "
+                f"{SETTINGS_FILE} does not set: if it is a raw column, add it to the columns "
+                f"{' or '.join(extractors) or 'a data loader'} extracts; if it is a setting, add it "
+                f"under inputs: in {SETTINGS_FILE}")
+
     def _read_settings(self) -> dict:
+        """settings.yaml, checked key by key; each key's line kept for the errors that name it."""
         path = self.path / SETTINGS_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; expected this repo's settings")
-        settings = yaml.safe_load(path.read_text()) or {}
-        unknown = set(settings) - SETTINGS_KEYS
+        text = path.read_text()
+        try:
+            settings = yaml.safe_load(text) or {}
+            self._setting_lines = _key_lines(yaml.compose(text))
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f"{SETTINGS_FILE} line {mark.line + 1}" if mark else SETTINGS_FILE
+            problem = getattr(error, "problem", None) or str(error)
+            raise ValueError(f"{where}: not valid YAML ({problem}); see {path}") from None
+        if not isinstance(settings, dict):
+            raise ValueError(f"{path} holds a {type(settings).__name__}; expected keys {sorted(SETTINGS_KEYS)}")
+        unknown = sorted(set(settings) - SETTINGS_KEYS)
         if unknown:
-            raise ValueError(
-                f"{path} has unknown key(s) {sorted(unknown)}; expected {sorted(SETTINGS_KEYS)}"
-            )
+            raise ValueError(f"{self._where(unknown[0])}: unknown key {unknown[0]!r}; expected one of "
+                             f"{sorted(SETTINGS_KEYS)}")
         if not settings.get("modules"):
-            raise ValueError(f"{path} lists no modules; expected the modules of the Hamilton DAG")
-        unknown = set(settings.get("spark") or {}) - SPARK_KEYS
+            raise ValueError(f"{self._where('modules')}: lists no modules; expected the modules of the Hamilton DAG")
+        unknown = sorted(set(settings.get("spark") or {}) - SPARK_KEYS)
         if unknown:
-            raise ValueError(
-                f"{path} has unknown key(s) {sorted(unknown)} under spark:; expected {sorted(SPARK_KEYS)}"
-            )
+            raise ValueError(f"{self._where('spark', unknown[0])}: unknown key {unknown[0]!r} under spark:; "
+                             f"expected one of {sorted(SPARK_KEYS)}")
+        for key in ("inputs", "saved_tables"):
+            if not isinstance(settings.get(key) or {}, dict):
+                raise ValueError(f"{self._where(key)}: {key}: holds a {type(settings[key]).__name__}; expected "
+                                 "names, each with its value on its own indented line")
         return settings
+
+    def _where(self, *keys: str) -> str:
+        """'settings.yaml line N' for a key (a path of keys, such as 'inputs', 'x')."""
+        line = self._setting_lines.get(keys)
+        return f"{SETTINGS_FILE} line {line}" if line else SETTINGS_FILE
 
     def _spark_tables(self, settings: dict, tables: dict, columns: dict, definitions: dict, dag) -> ModuleType:
         """The saved tables' nodes computed by Spark: each runs the modules its columns derive
@@ -205,10 +284,10 @@ class Repo:
         durations = {}
         for key, least in (("time_partitions", "longer than 0"), ("window_overlap", "0 or longer")):
             setting = settings.get(key)
-            duration = _converted(f"spark: {key}", setting, timedelta, self.path) if setting else None
+            what = f"{self._where('spark', key) if setting else SETTINGS_FILE}: spark: {key}"
+            duration = _converted(what, setting, timedelta, self.path) if setting else None
             if duration is None or duration < timedelta(0) or (key == "time_partitions" and not duration):
-                raise ValueError(f"{SETTINGS_FILE} spark: {key} is {setting!r}; expected a duration "
-                                 f"{least}, such as '1 day'")
+                raise ValueError(f"{what} is {setting!r}; expected a duration {least}, such as '1 day'")
             durations[key] = duration
         nodes = {node.name: node for node in dag.list_available_variables()}
         specs = {}
@@ -231,9 +310,8 @@ class Repo:
         return spark.module(specs, **durations)
 
     # --- the saved tables ---
-    def _columns(self, node: str, definitions: dict, variables: dict) -> list[str]:
-        """The columns of the table saver `node` writes: the keys of the Feast source reading it,
-        then the fields of the views reading that source."""
+    def _readers(self, node: str, definitions: dict) -> tuple[list[DataSource], list[FeatureView]]:
+        """The Feast sources reading the table saver `node` writes, and the views reading them."""
         path = str(self.saved_table_paths[node])
         sources = [o for o in definitions.values()
                    if isinstance(o, DataSource) and getattr(o, "path", None) == path]
@@ -244,6 +322,12 @@ class Repo:
                 f"saved table {node!r} ({path}) is read by no Feast source of a feature view; "
                 f"expected a source whose path is what {node!r} returns"
             )
+        return sources, views
+
+    def _columns(self, node: str, definitions: dict, variables: dict) -> list[str]:
+        """The columns of the table saver `node` writes: the keys of the Feast source reading it,
+        then the fields of the views reading that source."""
+        sources, views = self._readers(node, definitions)
         entities = {o.name: o for o in definitions.values() if isinstance(o, Entity)}
         columns = []
         for source in sources:
@@ -278,6 +362,24 @@ class Repo:
             found[node] = get_file_metadata(str(path))
         return found
 
+    def check_saved_tables_match_the_code(self) -> None:
+        """Each saved table holds every field its views declare, of the declared type; else an
+        error naming them: a table saved by older code, which `feast apply` would register
+        views over and retrieval would then fail on (or answer with the old types)."""
+        for node, path in self.saved_table_paths.items():
+            schema = saved_tables.schema_of(path)
+            where = path.relative_to(self.path) if path.is_relative_to(self.path) else path
+            for name, (view, dtype) in self._declared_fields[node].items():
+                if name not in schema.names:
+                    problem = f"has no column {name!r}, which feature view {view!r} declares"
+                elif not objects.arrow_type_fits(schema.field(name).type, dtype):
+                    problem = (f"holds {name!r} as {schema.field(name).type}, but feature view {view!r} "
+                               f"declares it {dtype}")
+                else:
+                    continue
+                raise ValueError(f"{where} {problem}: the table was saved by older code. Run `python "
+                                 "apply.py`, which computes, saves and registers it")
+
     def driver(self, *adapters) -> driver.Driver:
         """The driver a repo's apply.py builds: its modules, the saved tables, the Feast
         operations; with the lifecycle adapters given."""
@@ -294,6 +396,8 @@ class Repo:
         saved tables given (by default, those saved last); nothing is computed."""
         dr = driver.Builder().with_modules(*self.modules, feast_operations).with_config(self.config).build()
         stand_ins = self.saved_tables_found() if overrides is None else overrides
+        if overrides is None:
+            self.check_saved_tables_match_the_code()
         return dr.execute(["feast_objects"], inputs={**self.inputs, **stand_ins})["feast_objects"]
 
     # --- the driver's config ---

@@ -15,6 +15,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset
+import pyarrow.parquet as pq
 from hamilton.ad_hoc_utils import create_temporary_module
 from hamilton.function_modifiers import save_to, value
 
@@ -23,6 +26,13 @@ from hamilton_feast import atomic  # noqa: F401 (registers save_to.atomic_parque
 
 def saver_name(table: str) -> str:
     return f"saved_{table}"
+
+
+def schema_of(path: Path) -> pa.Schema:
+    """The columns of a saved table: a parquet file, or (on Spark) a folder of parquet files."""
+    if path.is_dir():
+        return pyarrow.dataset.dataset(path, format="parquet").schema
+    return pq.read_schema(path)
 
 
 def _table_function(table: str, columns: list[str]):

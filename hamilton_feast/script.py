@@ -29,6 +29,8 @@ def apply_arguments(doc: str, argv: list[str] | None = None, materialize: bool =
     mode.add_argument("--plan", action="store_true", help="show the changes, apply nothing")
     if materialize:
         mode.add_argument("--materialize", action="store_true", help="also materialize up to now")
+    parser.add_argument("--full-diff", action="store_true",
+                        help="print Feast's own diff, property by property, not one line per object")
     parser.add_argument(
         "--feature-store-yaml",
         default="feature_store.yaml",
@@ -48,13 +50,33 @@ def progress_bar(repo) -> list:
     return [h_tqdm.ProgressBar(desc=repo.project)] if rows > PROGRESS_BAR_ROWS else []
 
 
+def error_lines(error: Exception, outcome: str = "nothing was registered") -> str:
+    """An expected error as one line, `error: <outcome>: <message>`; several failed checks
+    each on a line of their own below `error: <outcome>:`."""
+    messages = [m.strip() for m in (error.args[0] if isinstance(error, DataValidationError) else [str(error)])]
+    if len(messages) == 1:
+        return f"error: {outcome}: {messages[0]}"
+    return "\n".join([f"error: {outcome}:", *(f"  {message}" for message in messages)])
+
+
 def report(error: Exception, outcome: str = "nothing was registered") -> int:
-    """Print an expected error as `error: <outcome>:` and its messages; return exit code 1."""
-    messages = error.args[0] if isinstance(error, DataValidationError) else [str(error)]
-    print(f"error: {outcome}:", file=sys.stderr)
-    for message in messages:
-        print(f"  {message.strip()}", file=sys.stderr)
+    """Print an expected error (see error_lines); return exit code 1."""
+    print(error_lines(error, outcome), file=sys.stderr)
     return 1
+
+
+def feast_objects(path: str) -> dict:
+    """The Feast objects of the repo that `path` (a feature_definitions.py) is in, for Feast's
+    own command line (`feast plan`, `feast apply`), with the tables saved last, checked against
+    the code. An expected error ends the command with its line and exit code 1, nothing registered."""
+    from hamilton_feast.repo import Repo
+
+    quiet_hamilton_errors()
+    try:
+        with known_notices_hidden():
+            return Repo(path).feast_objects()
+    except EXPECTED_ERRORS as error:
+        raise SystemExit(error_lines(error)) from None
 
 
 def quiet_hamilton_errors() -> None:

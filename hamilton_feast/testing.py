@@ -56,11 +56,12 @@ def run(
     return result
 
 
-def killed(command: list[str], cwd: Path, when) -> str | None:
-    """Start `command` in `cwd` and SIGKILL it as soon as `when(seconds since the start)` returns
-    something true (a description of the moment), polling every millisecond; return that
-    description, or None if the command ended first."""
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def killed(command: list[str], cwd: Path, when, env: dict | None = None) -> str | None:
+    """Start `command` in `cwd` (with extra environment variables `env`) and SIGKILL it as soon
+    as `when(seconds since the start)` returns something true (a description of the moment),
+    polling every millisecond; return that description, or None if the command ended first."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, **(env or {})})
     started = time.monotonic()
     try:
         while process.poll() is None:

@@ -26,10 +26,11 @@ def main() -> None:
         .with_adapters(*reporting)
         .build()
     )
+    inputs = {**repo.inputs, "full_diff": args.full_diff}  # Feast's own diff, or one line per object
     if args.plan:  # the table saved last stands in for the saver: nothing is computed or written
-        print(dr.execute(["plan"], inputs=repo.inputs, overrides=repo.saved_tables_found())["plan"])
+        print(dr.execute(["plan"], inputs=inputs, overrides=repo.saved_tables_found())["plan"])
     else:
-        dr.execute(["materialized" if args.materialize else "registered"], inputs=repo.inputs)
+        dr.execute(["materialized" if args.materialize else "registered"], inputs=inputs)
 
 
 if __name__ == "__main__":

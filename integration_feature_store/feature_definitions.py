@@ -5,6 +5,6 @@ for the feature table `python apply.py` saved last: an apply or a plan should no
 Run `python apply.py` to compute, validate, save and register in one go.
 """
 
-from hamilton_feast import Repo
+from hamilton_feast import script
 
-globals().update(Repo(__file__).feast_objects())
+globals().update(script.feast_objects(__file__))

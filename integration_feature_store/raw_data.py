@@ -58,7 +58,7 @@ def _value_problems(raw: pd.DataFrame) -> list[str]:
         if nans:
             problems.append(f"column '{column}' has {nans} missing values; expected none")
     for column in ("event_timestamp", "created"):
-        stamps = raw[column]
+        stamps = raw[column].dt.tz_convert("UTC")  # in UTC: local time repeats an hour when summer time ends
         if stamps.dt.unit == "ns" and (stamps.dt.floor("us") != stamps).any():
             problems.append(
                 f"column '{column}' has {int((stamps.dt.floor('us') != stamps).sum())} times with "

@@ -19,10 +19,11 @@ def main() -> None:
         .with_config(repo.config)
         .build()
     )
+    inputs = {**repo.inputs, "full_diff": args.full_diff}  # Feast's own diff, or one line per object
     if args.plan:
-        print(dr.execute(["plan"], inputs=repo.inputs)["plan"])
+        print(dr.execute(["plan"], inputs=inputs)["plan"])
     else:
-        dr.execute(["registered"], inputs=repo.inputs)
+        dr.execute(["registered"], inputs=inputs)
 
 
 if __name__ == "__main__":

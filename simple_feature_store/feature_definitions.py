@@ -4,6 +4,6 @@ Feast's CLI collects the Feast objects it finds as module attributes, so they ar
 `python apply.py` registers the same objects without going through this file.
 """
 
-from hamilton_feast import Repo
+from hamilton_feast import script
 
-globals().update(Repo(__file__).feast_objects())
+globals().update(script.feast_objects(__file__))

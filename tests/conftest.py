@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for cross_repo.py
+# For this_repo.py: the integration repo's tests that need Redis, Spark or a browser are here, outside the folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration_feature_store" / "tests"))
 
 from cross_repo import APPLY, DEFAULT, ROOT, SIMPLE  # noqa: E402
 

@@ -1,6 +1,8 @@
 """A repo folder copied on its own works after exactly the `pip install` line the README gives
 under "Use one repo on its own": a fresh virtual environment, then each copied folder generates
-its data and registers its objects (and the integration repo runs its notebook)."""
+its data and registers its objects (and the integration repo runs its notebook); and a copy of
+the integration folder under another name runs its own tests, after `pip install pytest`, with
+the README's command."""
 
 import re
 import shlex
@@ -76,3 +78,26 @@ def test_the_integration_folder_works_on_its_own_notebook_included(python, tmp_p
     )
     summary = run([str(python), "-c", execute], cwd=repo_dir).stdout
     assert '"odfv_skew_rows": 0' in summary and '"training_rows": 2000' in summary
+
+
+def readme_test_command() -> str:
+    section = (ROOT / "README.md").read_text().split("## Use one repo on its own")[1].split("\n## ")[0]
+    commands = re.findall(r"`(pytest [^`]*)`", section)
+    assert len(set(commands)) == 1, commands
+    return commands[0]
+
+
+def test_a_renamed_copy_of_the_integration_folder_passes_its_own_tests(python, tmp_path):
+    """Its tests take every name from the repo itself (tests/this_repo.py), so they hold under
+    another folder name; the tests that need Redis, Spark or a browser are the project's."""
+    renamed = tmp_path / "my_trip_features"
+    copy_repo(ROOT / INTEGRATION, tmp_path).rename(renamed)
+    installed = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "pytest"], capture_output=True,
+                               text=True)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    command = shlex.split(readme_test_command())
+    result = subprocess.run([str(python), "-m", *command, "-q", "-p", "no:cacheprovider"], cwd=renamed,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "failed" not in summary and "skipped" not in summary and "error" not in summary, summary

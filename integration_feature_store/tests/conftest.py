@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # for trip_repo.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for this_repo.py
 
-from trip_repo import REPO  # noqa: E402
+from this_repo import REPO  # noqa: E402
 
 from hamilton_feast import Repo  # noqa: E402
 

@@ -11,15 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from hamilton.graph_types import hash_source_code
-from trip_repo import (
-    CALENDAR_FEATURES,
-    FEATURE_TABLE,
-    ON_DEMAND_FIELDS,
-    PER_DRIVER_FEATURES,
-    RAW_TRIPS,
-    REPO,
-    applied_copy,
-)
+from this_repo import CALENDAR_FEATURES, ON_DEMAND_VIEWS, PER_DRIVER_FEATURES, RAW_DATA, REPO, VIEW, applied_copy
 
 import hamilton_feast
 from feast import FeatureStore
@@ -28,6 +20,7 @@ from hamilton_feast.lineage import CODE_VERSIONS_TAG, FINGERPRINT_LENGTH
 from hamilton_feast.testing import copy_repo, edit, run
 
 CHANGED = 2  # hamilton-feast changes --check: changes found
+ON_DEMAND_FIELDS = ON_DEMAND_VIEWS["trip_request_features"]
 # The functions of hamilton_feast/windows.py each kind of trailing window runs.
 PER_DRIVER_WINDOW_CODE = {
     f"hamilton_feast.windows.{name}"
@@ -57,7 +50,7 @@ def tool(repo_dir, *args: str, exit_code: int = 0, env: dict | None = None) -> s
 def online(repo_dir, features: list[str], request: dict | None = None) -> pd.DataFrame:
     """Every driver's online values (and the on-demand ones, for the given request)."""
     store = FeatureStore(repo_path=str(repo_dir))
-    drivers = pd.read_parquet(repo_dir / RAW_TRIPS)["driver_id"].unique()
+    drivers = pd.read_parquet(repo_dir / RAW_DATA)["driver_id"].unique()
     rows = [{"driver_id": int(d), **(request or {})} for d in sorted(drivers)]
     return store.get_online_features(features=features, entity_rows=rows).to_df()
 
@@ -257,7 +250,7 @@ def test_an_error_exits_1_with_a_clear_message(applied):
 
 
 def test_a_changed_transform_reports_and_refreshes_exactly_its_dependent_views(applied):
-    table = applied / FEATURE_TABLE
+    table = applied / VIEW.table
     before = pd.read_parquet(table)
     edit(
         applied / "trip_features.py",
@@ -289,7 +282,7 @@ def test_a_changed_transform_reports_and_refreshes_exactly_its_dependent_views(a
 def test_an_edit_inside_a_private_helper_is_seen_and_refreshed(applied):
     """_schema_problems is no node: only the helper-following fingerprints see it. Everything
     stored derives from the raw trips it checks; the on-demand view's inputs with them."""
-    table = applied / FEATURE_TABLE
+    table = applied / VIEW.table
     before = pd.read_parquet(table)
     edit(applied / "raw_data.py", "is missing; expected {expected}", "is not there; expected {expected}")
     output = tool(applied, "changes", "--check", exit_code=CHANGED)
@@ -379,7 +372,7 @@ def test_a_change_to_an_embedded_transform_reaches_the_on_demand_view_too(applie
 
 
 def test_a_change_inside_the_on_demand_udf_refreshes_without_recomputing(applied):
-    table = applied / FEATURE_TABLE
+    table = applied / VIEW.table
     table_before = sha256(table)
     edit(
         applied / "feast_objects.py",
@@ -414,7 +407,7 @@ def test_renaming_a_feature_is_one_edit_and_is_reported_as_a_schema_change(appli
     assert "  fields affected: month_of_year (1 of 11)\n" in output
     assert "  schema: + month_of_year (Int64); - month (Int64)\n" in output
     output = tool(applied, "changes", "--refresh")
-    assert "month_of_year" in pd.read_parquet(applied / FEATURE_TABLE).columns
+    assert "month_of_year" in pd.read_parquet(applied / VIEW.table).columns
     assert "nothing changed." in tool(applied, "changes", "--check")
 
 
@@ -432,19 +425,19 @@ def test_a_retyped_feature_is_reported_as_a_schema_change(applied):
 
 
 def test_a_ttl_change_is_a_definition_change_and_recomputes_nothing(applied):
-    table_before = sha256(applied / FEATURE_TABLE)
+    table_before = sha256(applied / VIEW.table)
     edit(applied / "settings.yaml", "driver_trip_stats_ttl: 1 day", "driver_trip_stats_ttl: 2 days")
     output = tool(applied, "changes", "--check", exit_code=CHANGED)
     assert "driver_trip_stats: changed\n  definition: ttl\n" in output
     assert "code changed" not in output
     output = tool(applied, "changes", "--refresh")
     assert "Recomputing: nothing (for no view)" in output
-    assert sha256(applied / FEATURE_TABLE) == table_before
+    assert sha256(applied / VIEW.table) == table_before
     assert FeatureStore(repo_path=str(applied)).get_feature_view("driver_trip_stats").ttl == pd.Timedelta(days=2)
 
 
 def test_a_docstring_change_is_a_description_change_and_recomputes_nothing(applied):
-    table = applied / FEATURE_TABLE
+    table = applied / VIEW.table
     table_before = sha256(table)
     edit(
         applied / "trip_features.py",

@@ -5,7 +5,7 @@ view's schema derived from those declarations, and pictures that are current."""
 import sys
 
 import pytest
-from trip_repo import FEATURE_VIEW_FIELDS, ON_DEMAND_FIELDS, REPO
+from this_repo import ON_DEMAND_VIEWS, REPO, VIEW
 
 from feast.types import Bool, Float64, Int64
 from hamilton_feast import drawing
@@ -34,7 +34,7 @@ def upstream(dr, name: str) -> set[str]:
 def test_feature_service_lineage_reaches_the_raw_columns(dr):
     reached = upstream(dr, "trip_rating_model_v1")
     assert {"event_timestamp", "created", "driver_id", "trip_dist", "raw_trips_path"} <= reached
-    assert set(FEATURE_VIEW_FIELDS) <= reached
+    assert set(VIEW.fields) <= reached
     assert {"driver_trip_features", "saved_driver_trip_features", "driver_trip_features_source",
             "driver_trip_stats", "trip_request_features", "trip_request", "driver"} <= reached
     assert not {"rider_id", "rider_rating"} & reached, "the model must not see its label or rider ids"
@@ -78,14 +78,14 @@ def test_a_change_to_trip_dist_reaches_the_distance_features_only(dr):
 def test_the_saved_table_holds_the_keys_then_the_views_fields(dr):
     variables = {v.name: v for v in dr.list_available_variables()}
     table_inputs = set(variables["driver_trip_features"].required_dependencies)
-    assert table_inputs == {"event_timestamp", "created", "driver_id", *FEATURE_VIEW_FIELDS}
+    assert table_inputs == {"event_timestamp", "created", "driver_id", *VIEW.fields}
     assert variables["saved_driver_trip_features"].tags.get("hamilton.data_saver") is True
 
 
 def test_each_stored_field_is_declared_by_its_function(repo, modules):
     """Name = function, description = first docstring line, type from @check_output, view from @tag."""
     view = repo.feast_objects(overrides=repo.saved_tables_as_configured())["driver_trip_stats"]
-    assert [field.name for field in view.features] == FEATURE_VIEW_FIELDS
+    assert [field.name for field in view.features] == VIEW.fields
     for field in view.features:
         docstring = getattr(modules["trip_features"], field.name).__doc__
         assert field.description == docstring.strip().splitlines()[0]
@@ -94,7 +94,7 @@ def test_each_stored_field_is_declared_by_its_function(repo, modules):
 
 def test_the_on_demand_fields_are_the_columns_its_udf_returns(repo):
     view = repo.feast_objects(overrides=repo.saved_tables_as_configured())["trip_request_features"]
-    assert [(f.name, f.dtype) for f in view.features] == list(zip(ON_DEMAND_FIELDS, [Int64, Bool, Int64, Float64]))
+    assert [(f.name, f.dtype) for f in view.features] == list(zip(ON_DEMAND_VIEWS["trip_request_features"], [Int64, Bool, Int64, Float64]))
 
 
 def test_renaming_a_feature_is_one_edit_in_one_file(tmp_path):

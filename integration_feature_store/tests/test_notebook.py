@@ -6,7 +6,7 @@ import json
 import nbformat
 import pandas as pd
 from nbclient import NotebookClient
-from trip_repo import RAW_TRIPS, REPO
+from this_repo import RAW_DATA, REPO
 
 from hamilton_feast.testing import copy_repo, generate_data
 
@@ -32,7 +32,7 @@ def test_retrieval_notebook_runs_top_to_bottom_and_produces_the_expected_values(
     assert summary["online_driver_ids"] == [1001, 1002]
 
     # Independently of Feast and Hamilton: each driver's trips in the 24 h up to its last trip.
-    raw = pd.read_parquet(repo_dir / RAW_TRIPS)
+    raw = pd.read_parquet(repo_dir / RAW_DATA)
     for driver_id, served in zip([1001, 1002], summary["online_trips_24h"]):
         times = raw.loc[raw.driver_id == driver_id, "event_timestamp"]
         assert served == int((times > times.max() - pd.Timedelta(hours=24)).sum())

@@ -6,8 +6,9 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pandas as pd
 import pytest
-from trip_repo import NAME, REPO, applied_copy
+from this_repo import LOADER, ON_DEMAND_VIEWS, PROJECT, RAW_DATA, REPO, SERVICES, SMALL, VIEW, VIEWS, applied_copy
 
 from feast.openlineage.processor import OpenLineageProcessor
 from feast.openlineage.store import OpenLineageStore
@@ -16,7 +17,7 @@ from hamilton_feast.testing import copy_repo, generate_data, run
 
 @pytest.fixture(scope="module")
 def applied(tmp_path_factory):
-    return applied_copy(tmp_path_factory.mktemp("openlineage"), "--trips", "3000", "--drivers", "15")
+    return applied_copy(tmp_path_factory.mktemp("openlineage"), *SMALL)
 
 
 def events(repo_dir) -> list[dict]:
@@ -33,13 +34,13 @@ def test_openlineage_events_of_a_run_name_the_raw_input_and_the_feature_view_out
         if "dataSource" in (dataset.get("facets") or {})
     }
     outputs = {d["name"] for e in written for d in e.get("outputs", [])}
-    assert ("raw_trips", str(applied / "data/raw_trips.parquet")) in inputs
-    assert {"driver_trip_stats", "trip_request_features", "trip_rating_model_v1"} <= outputs
-    assert str(applied / "data/driver_trip_features.parquet") in outputs
-    hamilton_run = [e for e in written if e["job"]["name"] == f"{NAME}.features"]
+    assert (LOADER, str(applied / RAW_DATA)) in inputs
+    assert {*(view.name for view in VIEWS), *ON_DEMAND_VIEWS, *SERVICES} <= outputs
+    assert {str(applied / view.table) for view in VIEWS} <= outputs
+    hamilton_run = [e for e in written if e["job"]["name"] == f"{PROJECT}.features"]
     assert [e["eventType"] for e in hamilton_run] == ["START", "RUNNING", "RUNNING", "COMPLETE"]
     schema = next(d for e in hamilton_run for d in e.get("inputs", []))["facets"]["schema"]
-    assert {f["name"] for f in schema["fields"]} >= {"trip_dist", "rider_rating", "event_timestamp"}
+    assert {f["name"] for f in schema["fields"]} == set(pd.read_parquet(applied / RAW_DATA).columns)
 
 
 def test_feasts_lineage_consumer_joins_the_events_from_raw_trips_to_the_service(applied):
@@ -47,17 +48,11 @@ def test_feasts_lineage_consumer_joins_the_events_from_raw_trips_to_the_service(
     store.initialize()
     result = OpenLineageProcessor(store).process_batch(events(applied))
     assert result["failed"] == 0
-    graph = store.get_lineage_graph(
-        "dataset", NAME, "trip_rating_model_v1", depth=20, direction="upstream"
-    )
-    names = {(node["type"], node["name"]) for node in graph["nodes"]}
-    assert {
-        ("dataset", "raw_trips"),
-        ("job", f"{NAME}.features"),
-        ("dataset", str(applied / "data/driver_trip_features.parquet")),
-        ("dataset", "driver_trip_features_source"),
-        ("dataset", "driver_trip_stats"),
-    } <= names
+    for service in SERVICES:
+        graph = store.get_lineage_graph("dataset", PROJECT, service, depth=20, direction="upstream")
+        names = {(node["type"], node["name"]) for node in graph["nodes"]}
+        assert {("dataset", LOADER), ("job", f"{PROJECT}.features")} <= names, service
+        assert {("dataset", str(applied / VIEW.table)), ("dataset", VIEW.source), ("dataset", VIEW.name)} <= names
 
 
 class _Collector(BaseHTTPRequestHandler):
@@ -75,7 +70,7 @@ class _Collector(BaseHTTPRequestHandler):
 
 def test_with_openlineage_url_set_the_events_go_to_that_server(tmp_path):
     repo_dir = copy_repo(REPO, tmp_path)
-    generate_data(repo_dir, "--trips", "500")
+    generate_data(repo_dir, *SMALL)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -85,6 +80,6 @@ def test_with_openlineage_url_set_the_events_go_to_that_server(tmp_path):
     finally:
         server.shutdown()
     jobs = {event["job"]["name"] for _, event in _Collector.received}
-    assert {f"{NAME}.features", f"feast_feature_views_{NAME}"} <= jobs
+    assert {f"{PROJECT}.features", f"feast_feature_views_{PROJECT}"} <= jobs
     assert {path for path, _ in _Collector.received} == {"/api/v1/lineage"}
     assert not (repo_dir / "data/openlineage").exists()

@@ -4,6 +4,9 @@ reference on random data; and the raw trips' checks."""
 import numpy as np
 import pandas as pd
 import pytest
+from this_repo import RAW_DATA, SMALL, applied_copy, entity_rows, saved_table
+
+from feast import FeatureStore
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +220,49 @@ def test_an_unreadable_raw_file_names_the_file(raw_data, tmp_path):
     with pytest.raises(ValueError, match="cannot be read") as error:
         raw_data.raw_trips(path)
     assert str(path) in str(error.value) and "expected a parquet file of trips" in str(error.value)
+
+
+# --- this repo's features through Feast (moved here from the generic tests: they name them) ---
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory):
+    return applied_copy(tmp_path_factory.mktemp("trip_features"), *SMALL)
+
+
+def test_the_saved_table_holds_one_row_per_trip(applied):
+    table, raw = saved_table(applied), pd.read_parquet(applied / RAW_DATA)
+    assert len(table) == len(raw)
+    assert not table.isna().any().any()
+
+
+def test_on_demand_features_equal_the_offline_transforms_offline_and_online(applied, features):
+    """No training/serving skew: the on-demand view computes the request's calendar features
+    with the same functions that computed the stored ones, in retrieval and in serving."""
+    store = FeatureStore(repo_path=str(applied))
+    table = saved_table(applied)
+    trips = table.drop_duplicates(["driver_id", "event_timestamp"], keep=False).sample(300, random_state=4)
+    training = store.get_historical_features(
+        entity_df=entity_rows(trips).assign(requested_trip_dist=2.0),
+        features=store.get_feature_service("trip_rating_model_v1"),
+    ).to_df()
+    for on_demand, stored in [("request_day_of_week", "day_of_week"),
+                              ("request_is_weekend", "is_weekend"),
+                              ("request_hour_of_day", "hour_of_day")]:
+        assert (training[on_demand].to_numpy() == training[stored].to_numpy()).all(), on_demand
+    np.testing.assert_allclose(
+        training["requested_dist_vs_driver_mean_3h"], 2.0 / training["driver_trip_dist_mean_3h"]
+    )
+
+    store.materialize_incremental(end_date=pd.Timestamp.now(tz="UTC").to_pydatetime())
+    moments = pd.Series(pd.to_datetime(
+        ["2026-03-07 23:59:59", "2026-03-08 00:00:00", "2026-06-15 13:30:00"], utc=True))
+    served = store.get_online_features(
+        features=store.get_feature_service("trip_rating_model_v1"),
+        entity_rows=[{"driver_id": 1001, "requested_at": m.to_pydatetime(), "requested_trip_dist": 3.0}
+                     for m in moments],
+    ).to_df()
+    offline_day = features.day_of_week(moments)
+    assert served["request_day_of_week"].tolist() == offline_day.tolist() == [5, 6, 0]
+    assert served["request_is_weekend"].tolist() == features.is_weekend(offline_day).tolist()
+    assert served["request_hour_of_day"].tolist() == features.hour_of_day(moments).tolist()

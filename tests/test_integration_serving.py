@@ -1,22 +1,24 @@
-"""Serving integration_feature_store with the real things: a redis-server as the online store,
+"""Serving integration_feature_store (outside its folder: these need Redis) with the real things: a redis-server as the online store,
 and `feast serve` over HTTP. Both run on 127.0.0.1 on free ports, started by the tests."""
 
 import http.client
 import json
+import re
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
 import pandas as pd
 import pytest
 import redis
-from trip_repo import FEATURE_TABLE, REPO, applied_copy, feature_table
+from this_repo import REPO, VIEW, applied_copy, saved_table
 
 from feast import FeatureStore
 from feast.data_source import PushMode
-from hamilton_feast.testing import copy_repo, feature_server, generate_data, run
+from hamilton_feast.testing import copy_repo, feature_server, free_port, generate_data, run, start_redis
 
 REDIS_YAML = "feature_store.redis.yaml"
 
@@ -35,7 +37,7 @@ def test_redis_online_store_serves_materialized_and_pushed_features(redis_server
     store = FeatureStore(repo_path=str(repo_dir), fs_yaml_file=repo_dir / REDIS_YAML)
     assert store.config.online_store.type == "redis"
     now = pd.Timestamp.now(tz="UTC")
-    table = feature_table(repo_dir)
+    table = saved_table(repo_dir)
     latest = table.sort_values(["event_timestamp", "created"]).groupby("driver_id").last()
     driver_id = int(latest[latest.event_timestamp > now - pd.Timedelta(days=1)].index[0])
     request = {"driver_id": driver_id, "requested_at": now.to_pydatetime(), "requested_trip_dist": 5.0}
@@ -54,13 +56,23 @@ def test_redis_online_store_serves_materialized_and_pushed_features(redis_server
 # --- the HTTP feature server ---------------------------------------------------------------
 
 
-def post(base_url: str, path: str, body: dict) -> dict:
+def post(base_url: str, path: str, body: dict) -> tuple[int, dict]:
+    """POST a JSON body; (status, JSON answer) whatever the status."""
     request = urllib.request.Request(
         base_url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        text = response.read()
-    return json.loads(text) if text else {}
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read()
+            return response.status, json.loads(text) if text else {}
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def answered(base_url: str, path: str, body: dict) -> dict:
+    status, answer = post(base_url, path, body)
+    assert status == 200, answer
+    return answer
 
 
 def as_columns(response: dict) -> dict:
@@ -84,7 +96,7 @@ def test_http_features_by_name_equal_the_sdk(served):
     repo_dir, base_url = served
     features = ["driver_trip_stats:driver_trips_24h", "driver_trip_stats:driver_trip_dist_mean_3h",
                 "driver_trip_stats:is_weekend"]
-    over_http = as_columns(post(base_url, "/get-online-features",
+    over_http = as_columns(answered(base_url, "/get-online-features",
                                 {"features": features, "entities": {"driver_id": DRIVERS}}))
     sdk = FeatureStore(repo_path=str(repo_dir)).get_online_features(
         features=features, entity_rows=[{"driver_id": d} for d in DRIVERS]).to_dict()
@@ -98,7 +110,7 @@ def test_http_feature_service_with_the_on_demand_feature_equals_the_sdk(served):
     repo_dir, base_url = served
     moment = pd.Timestamp("2026-03-08 13:30", tz="UTC")  # a Sunday
     distances = [2.0, 8.0, 12.5]
-    over_http = as_columns(post(base_url, "/get-online-features", {
+    over_http = as_columns(answered(base_url, "/get-online-features", {
         "feature_service": "trip_rating_model_v1",
         "entities": {"driver_id": DRIVERS, "requested_at": [int(moment.timestamp())] * 3,
                      "requested_trip_dist": distances},
@@ -120,13 +132,13 @@ def test_http_feature_service_with_the_on_demand_feature_equals_the_sdk(served):
 def test_http_push_is_served_back(served):
     repo_dir, base_url = served
     now = pd.Timestamp.now(tz="UTC").floor("us")
-    row = pd.read_parquet(repo_dir / FEATURE_TABLE).tail(1)
+    row = pd.read_parquet(repo_dir / VIEW.table).tail(1)
     row = row.assign(driver_id=1004, event_timestamp=now, created=now, driver_trips_24h=999)
     body = {col: [value.isoformat() if isinstance(value, pd.Timestamp) else
                   value.item() if hasattr(value, "item") else value]
             for col, value in row.iloc[0].items()}
-    post(base_url, "/push", {"push_source_name": "driver_trip_features_push_source", "df": body, "to": "online"})
-    served = as_columns(post(base_url, "/get-online-features", {
+    answered(base_url, "/push", {"push_source_name": "driver_trip_features_push_source", "df": body, "to": "online"})
+    served = as_columns(answered(base_url, "/get-online-features", {
         "features": ["driver_trip_stats:driver_trips_24h"], "entities": {"driver_id": [1004]}}))
     assert served["driver_trips_24h"] == [999]
 
@@ -172,3 +184,70 @@ def test_bounded_loopback_load_completes_without_errors(served):
     p50, p99 = np.percentile(latencies, [50, 99]) * 1000
     print(f"\nfeast serve, 2000 requests, 4 clients: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
           f"{2000 / elapsed:.0f} requests/s")
+
+
+# --- losing the online store --------------------------------------------------------------
+
+
+def trips_24h(body: dict) -> list:
+    """driver_trips_24h from a feature server's answer (its features come in any order)."""
+    return body["results"][body["metadata"]["feature_names"].index("driver_trips_24h")]["values"]
+
+
+def test_redis_lost_and_restarted_empty_is_detected_and_reloaded_while_serving(tmp_path):
+    """Redis killed under a running feature server, then restarted empty: clear 5xx answers
+    meanwhile, `online --check` exits 2 (Feast's materialize-incremental restores nothing), and
+    `online --reload` brings back every entity's latest values, with the server still up."""
+    port = free_port()
+    redis_process = start_redis(port)
+    env = {"REDIS_CONNECTION_STRING": f"127.0.0.1:{port}"}
+    yaml_file = "feature_store.redis.yaml"
+    check = ["hamilton-feast", "--feature-store-yaml", yaml_file, "online", "--check"]
+    try:
+        repo_dir = copy_repo(REPO, tmp_path)
+        generate_data(repo_dir, "--trips", "5000", "--drivers", "30", "--days", "3")
+        run([sys.executable, "apply.py", "--feature-store-yaml", yaml_file, "--materialize"], repo_dir, env=env)
+        table = saved_table(repo_dir)
+        now = pd.Timestamp.now(tz="UTC")
+        latest = table[table.event_timestamp > now - pd.Timedelta(days=1)]
+        latest = latest.sort_values(["event_timestamp", "created"]).groupby("driver_id").last()
+        drivers = [int(d) for d in latest.index]
+        request = {"features": ["driver_trip_stats:driver_trips_24h", "driver_trip_stats:driver_trip_dist_mean_3h"],
+                   "entities": {"driver_id": drivers}}
+        expected = latest.loc[drivers, "driver_trips_24h"].tolist()
+        assert len(drivers) >= 20
+
+        with feature_server(repo_dir, yaml_file, env=env) as base_url:
+            status, body = post(base_url, "/get-online-features", request)
+            assert status == 200, body
+            assert trips_24h(body) == expected
+            assert "ok (" in run(check, repo_dir, env=env).stdout
+
+            redis_process.kill()
+            redis_process.wait()
+            for _ in range(3):  # each request fails on its own; the server stays up
+                status, body = post(base_url, "/get-online-features", request)
+                assert status >= 500, (status, body)
+                assert "Connection" in json.dumps(body), body
+            failed = run(check, repo_dir, expect_success=False, env=env)
+            assert failed.returncode == 2 and "cannot read the online store" in failed.stdout
+
+            redis_process = start_redis(port)  # back, empty
+            status, body = post(base_url, "/get-online-features", request)
+            assert status == 200 and trips_24h(body) == [None] * len(drivers)
+            run(["feast", "--feature-store-yaml", yaml_file, "materialize-incremental", now.isoformat()],
+                repo_dir, env=env)
+            found = run(check, repo_dir, expect_success=False, env=env)
+            assert found.returncode == 2
+            empty = re.search(r"driver_trip_stats: empty: (\d+) of (\d+) entities", found.stdout)
+            assert empty and empty[1] == empty[2] and int(empty[1]) >= len(drivers) - 2, found.stdout
+
+            reloaded = run(["hamilton-feast", "--feature-store-yaml", yaml_file, "online", "--reload"], repo_dir, env=env)
+            assert "Reloading driver_trip_stats" in reloaded.stdout
+            assert f"driver_trip_stats: ok ({empty[1]} entities read back)" in reloaded.stdout
+            status, body = post(base_url, "/get-online-features", request)
+            assert status == 200 and trips_24h(body) == expected
+            assert run(check, repo_dir, env=env).returncode == 0
+    finally:
+        redis_process.kill()
+        redis_process.wait()

@@ -7,13 +7,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
-from trip_repo import ON_DEMAND_FIELDS, REPO, applied_copy
+from this_repo import ON_DEMAND_VIEWS, PROJECT, applied_copy
 
 from hamilton_feast.testing import free_port, png_summary, wait_until
 
 # The UI addresses a project by the name in feature_store.yaml, whatever the folder is called.
-NAME = yaml.safe_load((REPO / "feature_store.yaml").read_text())["project"]
+NAME = PROJECT
 FEATURE_VIEW = "driver_trip_stats"
 ON_DEMAND_VIEW = "trip_request_features"
 FEATURE_SERVICE = "trip_rating_model_v1"
@@ -63,10 +62,10 @@ def test_feast_ui_shows_the_feature_service_with_the_on_demand_features(feast_ui
     chromium.open(f"{feast_ui}/feature-service", showing=[FEATURE_SERVICE])
     assert f"/p/{NAME}/feature-service/{FEATURE_SERVICE}" in chromium.links()
 
-    text = chromium.open(f"{feast_ui}/feature-service/{FEATURE_SERVICE}", showing=ON_DEMAND_FIELDS)
+    text = chromium.open(f"{feast_ui}/feature-service/{FEATURE_SERVICE}", showing=ON_DEMAND_VIEWS[ON_DEMAND_VIEW])
     assert f"Feature Service: {FEATURE_SERVICE}" in text
     links = chromium.links()
-    for field in ON_DEMAND_FIELDS:
+    for field in ON_DEMAND_VIEWS[ON_DEMAND_VIEW]:
         assert f"/p/{NAME}/feature-view/{ON_DEMAND_VIEW}/feature/{field}" in links, field
     assert f"/p/{NAME}/feature-view/{FEATURE_VIEW}/feature/driver_trips_24h" in links
     assert_rendered(chromium.screenshot(tmp_path / "feature_service.png"), chromium.size[0])

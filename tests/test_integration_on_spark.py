@@ -1,4 +1,4 @@
-"""The same repo on Spark (feature_store.spark.yaml), in local mode: the DAG's transforms run by
+"""integration_feature_store on Spark (feature_store.spark.yaml), in local mode: the DAG's transforms run by
 Spark equal the one-process run, checks still stop a bad run, and Feast's Spark store and engine
 serve the same values as the local configuration. `pytest -k test_spark` selects these; they
 need the `spark` extra and Java 17, and fail (not skip) without them."""
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from hamilton import driver
-from trip_repo import FEATURE_TABLE, FEATURE_VIEW_FIELDS, RAW_TRIPS, REPO
+from this_repo import RAW_DATA, REPO, VIEW
 
 from feast import FeatureStore
 from hamilton_feast import Repo, feast_operations, spark, training_sets
@@ -27,9 +27,9 @@ def both(tmp_path_factory):
     pandas' default unit, nanoseconds, in New York time, which Spark reads only as numbers."""
     repo_dir = copy_repo(REPO, tmp_path_factory.mktemp("spark"))
     generate_data(repo_dir, "--trips", "20000", "--drivers", "30")
-    raw = pd.read_parquet(repo_dir / RAW_TRIPS)
+    raw = pd.read_parquet(repo_dir / RAW_DATA)
     nanoseconds = {c: raw[c].dt.tz_convert("America/New_York").dt.as_unit("ns") for c in ("event_timestamp", "created")}
-    raw.assign(**nanoseconds).to_parquet(repo_dir / RAW_TRIPS)
+    raw.assign(**nanoseconds).to_parquet(repo_dir / RAW_DATA)
     run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)
     run([sys.executable, "apply.py", "--feature-store-yaml", SPARK_YAML, "--materialize"], cwd=repo_dir)
     return repo_dir
@@ -48,7 +48,7 @@ def same_rows(one: pd.DataFrame, other: pd.DataFrame, order) -> tuple[pd.DataFra
 
 
 def test_spark_transforms_equal_the_one_process_run(both):
-    local = pd.read_parquet(both / FEATURE_TABLE)
+    local = pd.read_parquet(both / VIEW.table)
     on_spark = pd.read_parquet(both / SPARK_TABLE)
     assert list(on_spark.columns) == list(local.columns) and len(on_spark) == len(local) == 20000
     assert str(on_spark.event_timestamp.dtype).endswith("UTC]"), "times come back in UTC"
@@ -78,7 +78,7 @@ def test_spark_configuration_registers_a_spark_source_by_either_path(both):
 
 def test_spark_engine_serves_what_the_local_configuration_serves(both):
     drivers = [{"driver_id": d} for d in range(1001, 1031)]
-    features = [f"driver_trip_stats:{f}" for f in FEATURE_VIEW_FIELDS]
+    features = [f"driver_trip_stats:{f}" for f in VIEW.fields]
     local = FeatureStore(repo_path=str(both)).get_online_features(features=features, entity_rows=drivers).to_df()
     served = spark_store(both).get_online_features(features=features, entity_rows=drivers).to_df()
     assert local["driver_trips_24h"].notna().sum() >= 10
@@ -86,7 +86,7 @@ def test_spark_engine_serves_what_the_local_configuration_serves(both):
 
 
 def test_spark_training_sets_equal_duckdbs_by_feasts_store_and_the_fast_path(both):
-    trips = pd.read_parquet(both / RAW_TRIPS).sample(1500, random_state=8)
+    trips = pd.read_parquet(both / RAW_DATA).sample(1500, random_state=8)
     entity_df = trips[["driver_id", "event_timestamp", "trip_dist"]].rename(columns={"trip_dist": "requested_trip_dist"})
     entity_df = entity_df.reset_index(drop=True)
     entity_df.loc[::4, "event_timestamp"] -= pd.Timedelta(minutes=41)
@@ -111,9 +111,9 @@ def test_spark_training_sets_equal_duckdbs_by_feasts_store_and_the_fast_path(bot
 def test_spark_check_output_still_stops_a_bad_run(tmp_path):
     repo_dir = copy_repo(REPO, tmp_path)
     generate_data(repo_dir, "--trips", "3000", "--drivers", "10", "--days", "3")
-    raw = pd.read_parquet(repo_dir / RAW_TRIPS)
+    raw = pd.read_parquet(repo_dir / RAW_DATA)
     raw.loc[1500, "trip_dist"] = 50_000.0  # a plausible dtype, an impossible distance
-    raw.to_parquet(repo_dir / RAW_TRIPS)
+    raw.to_parquet(repo_dir / RAW_DATA)
     repo = Repo(repo_dir, SPARK_YAML)
     dr = driver.Builder().with_modules(*repo.modules, repo.saved_tables, feast_operations).with_config(repo.config).build()
     with pytest.raises(ValueError, match=r"a Spark task failed: .*\[driver_trip_dist_\w+:range_validator\] validator failed"):
