@@ -143,7 +143,8 @@ def png(graph: graphviz.Digraph) -> bytes:
 def pictures(repo) -> dict[Path, graphviz.Digraph]:
     """The repo's pictures by path stem: dag (of the driver apply.py runs), and lineage if the
     repo traces it."""
-    drawn = {repo.path / "dag": dag_picture(repo.driver(), hidden_inputs=repo.config)}
+    hidden = [*repo.config, *feast_operations.OUTPUT_OPTIONS]  # settings of the run, not data
+    drawn = {repo.path / "dag": dag_picture(repo.driver(), hidden_inputs=hidden)}
     if repo.lineage is not None:
         drawn[repo.path / "lineage"] = lineage_picture(repo.lineage)
     return drawn

@@ -27,6 +27,10 @@ from hamilton_feast.notices import known_notices_hidden
 from hamilton_feast.read_only import store_that_writes_nothing
 
 
+# Inputs that choose how a node prints what it did, not what it does.
+OUTPUT_OPTIONS = ("full_diff",)
+
+
 def feature_store(repo_path: str, feature_store_yaml: str) -> FeatureStore:
     """The Feast feature store of the repo, as its feature_store.yaml (or the file named) configures it."""
     return FeatureStore(repo_path=repo_path, fs_yaml_file=Path(repo_path) / feature_store_yaml)

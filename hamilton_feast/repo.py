@@ -208,11 +208,11 @@ class Repo:
             inputs[name] = _converted(where, value, variables[name].type, self.path)
         return inputs
 
-    @staticmethod
-    def _settable_inputs(variables: dict) -> list[str]:
-        """The DAG's inputs a user sets in settings.yaml: not the repo's own, not the files the
-        saved tables are written to (saved_<table>, which the savers give)."""
-        own = {"project_name", "repo_path", "feature_store_yaml"}
+    def _settable_inputs(self, variables: dict) -> list[str]:
+        """The DAG's inputs a user sets in settings.yaml: not the repo's own, not its Hamilton
+        config (the offline store's type), not the files the saved tables are written to
+        (saved_<table>, which the savers give)."""
+        own = {"project_name", "repo_path", "feature_store_yaml", *self.hamilton_config}
         return sorted(name for name, v in variables.items() if v.is_external_input and name not in own
                       and not name.startswith(saved_tables.saver_name("")))
 
@@ -220,7 +220,7 @@ class Repo:
         """Each input a function of the DAG needs is given: by the repo, by settings.yaml's
         inputs, or, for saved_<table>, by settings.yaml's saved_tables; an error naming the
         functions that read it and where to give it, before anything runs."""
-        given = set(self.inputs) | set(self.saved_table_paths)
+        given = set(self.inputs) | set(self.saved_table_paths) | set(self.hamilton_config)
         for name, v in sorted(variables.items()):
             readers = sorted(function_name(n.originating_functions[0]) for n in variables.values()
                              if name in n.required_dependencies and n.originating_functions)

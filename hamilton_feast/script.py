@@ -84,6 +84,8 @@ def quiet_hamilton_errors() -> None:
     instead, and anything unexpected still raises with its traceback."""
     for name in ("hamilton.execution.graph_functions", "hamilton.driver"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    # A failed check (importance "fail") is logged, then raised and reported; its warnings stay.
+    logging.getLogger("hamilton.data_quality.base").addFilter(lambda record: record.levelno < logging.ERROR)
 
 
 def exit_with(exit_code: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from this_repo import CODE_EDIT, LARGE, REGISTRY, REPO, SERVICES, SMALL, VIEW, VIEWS, state_hashes
+from this_repo import CODE_EDIT, LARGE, MEDIUM, REGISTRY, REPO, SERVICES, SMALL, VIEW, VIEWS, state_hashes
 
 from feast import FeatureStore
 from hamilton_feast import atomic
@@ -124,8 +124,7 @@ def test_a_damaged_registry_is_an_error_naming_it_never_an_empty_store(tmp_path)
     registry = repo_dir / REGISTRY
     backup = tmp_path / "registry.backup"
     shutil.copy(registry, backup)  # the operator's backup: from before the next apply
-    generate_data(repo_dir, *SMALL, "--seed", "5")
-    run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)
+    run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)  # records one more load
     good = registry.read_bytes()
     assert good != backup.read_bytes()
     damages = {"truncated": good[: len(good) // 2], "empty": b"", "overwritten": b"\x00garbage" + good[9:]}
@@ -145,6 +144,7 @@ def test_a_damaged_registry_is_an_error_naming_it_never_an_empty_store(tmp_path)
     # apply brings it up to date); or delete it and apply again.
     shutil.copy(backup, registry)
     assert_whole(repo_dir)
+    assert "ok (" in run(["hamilton-feast", "online", "--check"], repo_dir).stdout
     run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)
     assert "ok (" in run(["hamilton-feast", "online", "--check"], repo_dir).stdout
     registry.unlink()
@@ -164,9 +164,9 @@ def without_root_privileges() -> list[str]:
 @pytest.fixture
 def applied_small(tmp_path):
     repo_dir = copy_repo(REPO, tmp_path)
-    generate_data(repo_dir, *SMALL)
+    generate_data(repo_dir, *MEDIUM)
     run([sys.executable, "apply.py", "--materialize"], cwd=repo_dir)
-    generate_data(repo_dir, *SMALL, "--seed", "9")
+    generate_data(repo_dir, *MEDIUM, "--seed", "9")
     return repo_dir
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from feast import FeatureService, FeatureView, OnDemandFeatureView, PushSource
+from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, PushSource
 from feast.types import UnixTimestamp
 from hamilton_feast import Repo
 from hamilton_feast.testing import copy_repo, generate_data, run
@@ -24,9 +24,10 @@ from hamilton_feast.testing import copy_repo, generate_data, run
 REPO = Path(__file__).resolve().parent.parent
 
 # --- the lines to rewrite when the repo is adapted to other data ---------------------------
-# generate_data.py's arguments for a small sample (a few thousand rows over a few days), and for
-# a large one (a table that takes a moment to save).
+# generate_data.py's arguments for a small sample (a few thousand rows over a few days), a
+# medium one and a large one (a table that takes a moment to save).
 SMALL = ("--trips", "3000", "--drivers", "15", "--days", "3")
+MEDIUM = ("--trips", "20000", "--drivers", "20", "--days", "3")  # a table larger than a run's other files
 LARGE = ("--trips", "200000", "--drivers", "100", "--days", "7")
 
 
@@ -74,8 +75,9 @@ def _read() -> dict:
     relative = lambda path: str(Path(path).relative_to(REPO))  # noqa: E731
     tables = {str(path): relative(path) for path in repo.saved_table_paths.values()}
     pushes = {o.batch_source.name: o.name for o in objects.values() if isinstance(o, PushSource)}
+    join_keys = {o.name: o.join_key for o in objects.values() if isinstance(o, Entity)}
     views = [
-        View(o.name, [c.name for c in o.entity_columns], [f.name for f in o.features], tables[o.batch_source.path],
+        View(o.name, [join_keys[e] for e in o.entities], [f.name for f in o.features], tables[o.batch_source.path],
              o.batch_source.timestamp_field, o.batch_source.created_timestamp_column, o.batch_source.name,
              pushes.get(o.batch_source.name))
         for o in objects.values() if isinstance(o, FeatureView) and getattr(o.batch_source, "path", None) in tables
