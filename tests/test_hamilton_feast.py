@@ -205,8 +205,12 @@ def test_feature_fields_refuse_a_feature_declared_by_halves(tmp_path, body, mess
     ("inputs: {}\n", "lists no modules; expected the modules of the Hamilton DAG"),
     ("modules: [feast_object]\n", "settings.yaml lists module 'feast_object', but"),
     ("modules: [feast_objects]\ninputs: {rider_stats_path: x, rider_stats_ttl: 1h, ttl: 2h}\n",
-     "settings.yaml input 'ttl' is used by no function of the DAG"),
-    ("modules: [feast_objects]\nmodule: [x]\n", r"has unknown key\(s\) \['module'\]"),
+     "settings.yaml line 2: input 'ttl' is used by no function of the DAG; expected one of: rider_stats_path, "
+     "rider_stats_ttl$"),
+    ("modules: [feast_objects]\nmodule: [x]\n", r"settings.yaml line 2: unknown key 'module'; expected one of"),
+    ("modules: [feast_objects]\ninputs: {rider_stats_path: x\n", r"settings.yaml line 3: not valid YAML \("),
+    ("modules: [feast_objects]\ninputs: [rider_stats_path]\n",
+     r"settings.yaml line 2: inputs: holds a list; expected names, each with its value"),
 ])
 def test_bad_settings_are_refused_naming_the_setting(tmp_path, settings, message):
     with pytest.raises(ValueError, match=message):
@@ -216,8 +220,8 @@ def test_bad_settings_are_refused_naming_the_setting(tmp_path, settings, message
 @pytest.mark.parametrize("old, new, message", [
     ("\nspark:\n", "\nnot_spark:\n", r"feature_store.spark.yaml has a Spark offline store, but settings.yaml has no "
                                       r"`spark:` section; expected where Spark saves the tables"),
-    ("time_partitions: 4 days", "time_partitions: four days", r"input 'spark: time_partitions' is 'four days'; "
-                                                               r"expected a duration such as '1 day'"),
+    ("time_partitions: 4 days", "time_partitions: four days", r"settings.yaml line \d+: spark: time_partitions is "
+                                                               r"'four days'; expected a duration such as '1 day'"),
     ("time_partitions: 4 days", "time_partitions: 0 days", r"spark: time_partitions is '0 days'; expected a duration longer than 0"),
     ("window_overlap: 1 day", "window_overlap: -1 day", r"spark: window_overlap is '-1 day'; expected a duration 0 or longer"),
 ])
