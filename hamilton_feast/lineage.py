@@ -108,6 +108,21 @@ def _python_function(obj) -> types.FunctionType | None:
     return function if isinstance(function, types.FunctionType) else None
 
 
+def raw_columns(nodes: dict) -> dict[str, str]:
+    """{node: "loader.column"} for the nodes a function extracts (@extract_columns) straight
+    from a data loader's output; `nodes` by name, as a driver lists them."""
+    loaders = {name for name, node in nodes.items() if node.tags.get(LOADER_TAG) is True and "." not in name}
+    raw = {}
+    for name, node in nodes.items():
+        function = (node.originating_functions or (None,))[0]
+        extractor = nodes.get(getattr(function, "__name__", None))
+        if extractor is None or extractor.name == name:
+            continue
+        for loader in sorted(set(extractor.required_dependencies) & loaders):
+            raw[name] = f"{loader}.{name}"
+    return raw
+
+
 def _string_constants(source: str) -> set[str]:
     """Every string literal in the source: how a pandas UDF names the columns it reads."""
     if not source:
@@ -189,18 +204,9 @@ class Lineage:
         return functions[0] if functions and self._is_repo_function(functions[0]) else None
 
     def _find_raw_columns(self) -> dict[str, str]:
-        """Columns extracted by a function that reads a data loader's output directly."""
-        loaders = {name for name, node in self._nodes.items() if node.tags.get(LOADER_TAG) is True
-                   and "." not in name}
-        raw = {}
-        for name, node in self._nodes.items():
-            function = self._own_function(node)
-            extractor = self._nodes.get(function.__name__) if function else None
-            if extractor is None or extractor.name == name:
-                continue
-            for loader in sorted(set(extractor.required_dependencies) & loaders):
-                raw[name] = f"{loader}.{name}"
-        return raw
+        """Columns extracted by a repo function that reads a data loader's output directly."""
+        return {name: column for name, column in raw_columns(self._nodes).items()
+                if self._own_function(self._nodes[name])}
 
     def _upstream(self, *names: str) -> set[str]:
         return {node.name for node in self._dr.what_is_upstream_of(*names)}

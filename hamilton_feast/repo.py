@@ -50,7 +50,7 @@ from feast import Entity, FeatureView, Project
 from feast.constants import FEAST_FS_YAML_FILE_PATH_ENV_NAME
 from feast.data_source import DataSource
 from hamilton_feast import feast_operations, objects, saved_tables
-from hamilton_feast.lineage import CODE_VERSIONS_TAG, GRAPH_VERSION_TAG, LOADER_TAG, Lineage, function_name
+from hamilton_feast.lineage import CODE_VERSIONS_TAG, GRAPH_VERSION_TAG, Lineage, function_name, raw_columns
 from hamilton_feast.notices import known_notices_hidden
 
 SETTINGS_FILE = "settings.yaml"
@@ -101,18 +101,6 @@ def _key_lines(node, keys: tuple = ()) -> dict[tuple, int]:
             lines[path] = key.start_mark.line + 1
             lines.update(_key_lines(value, path))
     return lines
-
-
-def _raw_columns(variables: dict) -> list:
-    """The nodes a function extracts (@extract_columns) straight from a data loader's output."""
-    loaders = {name for name, v in variables.items() if v.tags.get(LOADER_TAG) is True and "." not in name}
-    columns = []
-    for name, v in variables.items():
-        function = (v.originating_functions or (None,))[0]
-        extractor = variables.get(getattr(function, "__name__", None))
-        if extractor is not None and extractor.name != name and set(extractor.required_dependencies) & loaders:
-            columns.append(v)
-    return columns
 
 
 def _feature_store_yaml_in_use() -> str:
@@ -232,7 +220,7 @@ class Repo:
                     f"{', '.join(readers)} read {name!r}, where the table {table!r} is saved, but "
                     f"{self._where('saved_tables')}: saved_tables: has no {table!r} (it lists: "
                     f"{', '.join(table_paths) or 'nothing'}); expected the table's name, with its file")
-            extractors = sorted({function_name(n.originating_functions[0]) for n in _raw_columns(variables)})
+            extractors = sorted({function_name(variables[n].originating_functions[0]) for n in raw_columns(variables)})
             raise ValueError(
                 f"{', '.join(readers)} read {name!r}, which no function of the DAG computes and "
                 f"{SETTINGS_FILE} does not set: if it is a raw column, add it to the columns "

@@ -240,12 +240,13 @@ def test_feast_suite_views_without_a_ttl_reach_any_age(tmp_path, full):
     assert expected[names(FEATURES_WITHOUT_ON_DEMAND, full)].notna().all().all()
 
 
-def tiny_store(folder, rows: pd.DataFrame, **source_options):
-    """Feast's backfill and field-mapping scenarios: one driver view over the given rows."""
-    source = suite.file_source(folder, rows, "driver_stats", **source_options)
+def tiny_store(folder, rows: pd.DataFrame, ttl: timedelta | None = None, spark: bool = False, **source_options):
+    """Feast's backfill and field-mapping scenarios: one driver view over the given rows (on
+    Feast's Spark store with `spark`)."""
+    source = suite.file_source(folder, rows, "driver_stats", spark=spark, **source_options)
     view = FeatureView(name="driver_stats", entities=[DRIVER], schema=[Field(name="avg_daily_trips", dtype=Int32)],
-                       source=source)
-    store = suite.new_store(folder)
+                       source=source, ttl=ttl)
+    store = suite.new_store(folder, "spark" if spark else "duckdb")
     store.apply([DRIVER, view])
     return store, view
 
@@ -273,11 +274,7 @@ def test_feast_suite_backfills_take_the_latest_created(tmp_path):
 def test_feast_suite_the_ttl_reaches_back_inclusively(tmp_path):
     """A row exactly one TTL before the entity row is read; a microsecond more, and it is not."""
     rows = pd.DataFrame([{"driver_id": 1001, "avg_daily_trips": 10, "event_timestamp": NOW, "created": NOW}])
-    source = suite.file_source(tmp_path, rows, "driver_stats")
-    view = FeatureView(name="driver_stats", entities=[DRIVER], ttl=timedelta(hours=2), source=source,
-                       schema=[Field(name="avg_daily_trips", dtype=Int32)])
-    store = suite.new_store(tmp_path)
-    store.apply([DRIVER, view])
+    store, _ = tiny_store(tmp_path, rows, ttl=timedelta(hours=2))
     at = [NOW, NOW + pd.Timedelta(hours=2), NOW + pd.Timedelta(hours=2, microseconds=1), NOW - pd.Timedelta(1, "us")]
     entity_df = pd.DataFrame({"driver_id": [1001] * 4, "event_timestamp": at, "row": range(4)})
     by_feast, fast = both_answers(store, entity_df, ["driver_stats:avg_daily_trips"])
@@ -594,11 +591,7 @@ def test_spark_feast_suite_backfills_and_created_filtering(tmp_path, filtered):
         {"driver_id": 1002, "avg_daily_trips": 30, "event_timestamp": NOW, "created": TOMORROW},
         {"driver_id": 1002, "avg_daily_trips": 40, "event_timestamp": TOMORROW, "created": NOW},
     ])
-    source = suite.file_source(tmp_path, rows, "driver_stats", spark=True)
-    view = FeatureView(name="driver_stats", entities=[DRIVER], schema=[Field(name="avg_daily_trips", dtype=Int32)],
-                       source=source)
-    store = suite.new_store(tmp_path, "spark")
-    store.apply([DRIVER, view])
+    store, _ = tiny_store(tmp_path, rows, spark=True)
     entity_df = pd.DataFrame({"driver_id": [1001, 1002, 1002], "event_timestamp": [TOMORROW, TOMORROW, DAY_AFTER],
                               "row": range(3)})
     by_feast, fast = spark_answers(store, entity_df, ["driver_stats:avg_daily_trips"],
