@@ -73,10 +73,15 @@ def _entity_frame(store: FeatureStore, entity_df: pd.DataFrame) -> tuple[pd.Data
     return frame, column
 
 
-def _with_callers_columns(answer: pd.DataFrame, entity_df: pd.DataFrame) -> pd.DataFrame:
-    """The caller's frame as given (index, columns, values), then the features of each row."""
-    features = answer.drop(columns=[c for c in entity_df.columns if c in answer.columns])
-    return pd.concat([entity_df, features.set_axis(entity_df.index)], axis=1)
+def _with_callers_columns(answer: pd.DataFrame | pa.Table, entity_df: pd.DataFrame) -> pd.DataFrame:
+    """The caller's frame as given (index, columns, values), then the features of each row of
+    `answer` (rows in the caller's order): side by side, without copying either."""
+    if isinstance(answer, pa.Table):
+        features = answer.drop_columns([c for c in answer.column_names if c in entity_df.columns])
+        features = features.to_pandas(split_blocks=True, self_destruct=True)
+    else:
+        features = answer[[c for c in answer.columns if c not in entity_df.columns]]
+    return pd.concat([entity_df, features.set_axis(entity_df.index, copy=False)], axis=1, copy=False)
 
 
 def get_training_set_from_feast(
@@ -342,5 +347,5 @@ def get_training_set(
                               min_event_timestamp=frame[timestamp_column].min().to_pydatetime(),
                               max_event_timestamp=frame[timestamp_column].max().to_pydatetime()),
         )
-        answer = job.to_df()
+        answer = job.to_arrow()  # Feast's own job: it computes the on-demand views
     return _with_callers_columns(answer, entity_df)
