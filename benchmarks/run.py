@@ -18,7 +18,9 @@ Measured, each as a ratio taken in the same run:
    with sqlite and Redis (with and without -O; what the on-demand view adds), and `feast serve`
    with several settings, in interleaved rounds, on one keep-alive connection and with 4
    concurrent clients, for 1 and 100 entities; beside two floors: Feast's app with its reads
-   answered from a cache, and an empty endpoint on the same server stack.
+   answered from a cache, and an empty endpoint on the same server stack;
+4. the model: its training set and fit at 100k (and 1M) labelled trips, and POST /predict
+   beside `feast serve`'s read of the same feature service, with what the model adds.
 Run from the project root in the project's environment (./scripts/test.sh makes .venv).
 """
 
@@ -41,7 +43,7 @@ sys.path.insert(0, str(REPO))
 import generate_data  # noqa: E402  (the integration repo's generator)
 from hamilton import driver  # noqa: E402
 
-from hamilton_feast import Repo, training_sets  # noqa: E402
+from hamilton_feast import Repo, feast_operations, models, training_sets  # noqa: E402
 from hamilton_feast.testing import free_port, wait_until  # noqa: E402
 
 INTEGRATION = Repo(REPO)
@@ -538,8 +540,8 @@ class Client:
     connection the server closed when it recycled a worker) is counted, and the next one opens
     a new connection."""
 
-    def __init__(self, port: int):
-        self.port, self.errors, self.connection = port, 0, None
+    def __init__(self, port: int, path: str = "/get-online-features"):
+        self.port, self.path, self.errors, self.connection = port, path, 0, None
 
     def read(self, body: bytes) -> None:
         import http.client
@@ -547,12 +549,11 @@ class Client:
         if self.connection is None:
             self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
-            self.connection.request("POST", "/get-online-features", body=body,
-                                    headers={"Content-Type": "application/json"})
+            self.connection.request("POST", self.path, body=body, headers={"Content-Type": "application/json"})
             response = self.connection.getresponse()
             answer = response.read()
             if response.status != 200:
-                raise RuntimeError(f"feature server answered {response.status}: {answer[:200]!r}")
+                raise RuntimeError(f"{self.path} answered {response.status}: {answer[:200]!r}")
         except (OSError, http.client.HTTPException, RuntimeError):
             self.errors += 1
             self.connection.close()
@@ -566,12 +567,13 @@ def bodies(drivers: list[int]) -> dict[str, bytes]:
             for kind, make in (("plain", plain), ("service", service)) for n in (1, 100)}
 
 
-def concurrent_ms(port: int, body: bytes, clients: int = 4, each: int = 500) -> tuple[float, float, int]:
+def concurrent_ms(port: int, body: bytes, clients: int = 4, each: int = 500,
+                  path: str = "/get-online-features") -> tuple[float, float, int]:
     """p50 and p99 of `clients` threads reading at once, each on its own keep-alive connection,
     and the number of failed requests."""
     import threading
 
-    times, connections = [], [Client(port) for _ in range(clients)]
+    times, connections = [], [Client(port, path) for _ in range(clients)]
 
     def client(connection):
         for _ in range(each):
@@ -709,6 +711,131 @@ def bench_online(folder: Path) -> None:
         server.terminate()
 
 
+# --- 4. the model ---------------------------------------------------------------------------
+
+MODEL_ROUNDS = 3  # fresh processes per size, interleaved; the figures are medians
+
+
+def model_repo(folder: Path, trips: int) -> Path:
+    """A copy of the integration repo with `trips` raw trips of 500 drivers over 30 days,
+    registered (its features computed and saved)."""
+    import shutil
+
+    repo = folder / f"model_{trips}" / "integration_feature_store"
+    if not repo.exists():
+        shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+        for command in (["generate_data.py", "--trips", str(trips), "--drivers", "500", "--days", "30"], ["apply.py"]):
+            subprocess.run([sys.executable, *command], cwd=repo, check=True, capture_output=True)
+    return repo
+
+
+def model_child(repo: Path) -> None:
+    """In a fresh process: the model's training set (the node `training_set`: every trip as of
+    its request, through the feature service) and the model's fit, each timed; print both, the
+    rows and the peak memory as JSON."""
+    repo_ = Repo(repo)
+    dr = driver.Builder().with_modules(*repo_.modules, feast_operations).with_config(repo_.config).build()
+    saved = repo_.saved_tables_found()
+    started = time.perf_counter()
+    done = dr.execute(["training_set", "model_inputs", "evaluated"], inputs=repo_.inputs, overrides=saved)
+    built = time.perf_counter()
+    model_module = next(m for m in repo_.modules if m.__name__ == "rating_model")
+    model_module.rating_model(done["training_set"], done["model_inputs"], done["evaluated"])
+    fitted = time.perf_counter()
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak_gb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024 / 1024
+    print(json.dumps({"training_set": built - started, "fit": fitted - built, "rows": len(done["training_set"]),
+                      "peak_gb": peak_gb}))
+
+
+def bench_model_training(folder: Path, sizes: list[int]) -> Path:
+    """Training set and fit at each size, MODEL_ROUNDS interleaved fresh processes; returns the
+    smallest size's repo."""
+    repos = {trips: model_repo(folder, trips) for trips in sizes}
+    runs = {trips: [] for trips in sizes}
+    for _ in range(MODEL_ROUNDS):
+        for trips, repo in repos.items():
+            runs[trips].append(run_child("--model-child", repo))
+    for trips, measured in runs.items():
+        for step in ("training_set", "fit"):
+            seconds = sorted(r[step] for r in measured)
+            record("model", f"{trips:>9,} labelled trips: {'training set (the node training_set)' if step == 'training_set' else 'fit'}",
+                   statistics.median(seconds), f"min {seconds[0]:.3f}, max {seconds[-1]:.3f} s ({len(seconds)} runs), "
+                   f"peak {max(r['peak_gb'] for r in measured):.2f} GB, {measured[0]['rows']:,} rows")
+    return repos[min(sizes)]
+
+
+def predict_child(repo: Path) -> None:
+    """In a fresh process: the in-process costs of one prediction, ROUNDS interleaved rounds of
+    1,000: the online read through the model's feature service (held), and the model's predict
+    of one row. Prints each one's p50 and p99 per round."""
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(repo))
+    served = models.served_model(store, "trip_rating_model")
+    row = {"driver_id": 1001, "requested_at": REQUESTED_AT, "requested_trip_dist": 3.0}
+    frame = store.get_online_features(features=served["service"], entity_rows=[row]).to_df()
+    matrix = models.input_matrix(frame, served["inputs"])
+    reads = {"read": lambda: store.get_online_features(features=served["service"], entity_rows=[row]),
+             "predict": lambda: served["model"].predict(matrix)}
+    result = {case: [] for case in reads}
+    for _ in range(ROUNDS):
+        for case, read in reads.items():
+            result[case].append(percentiles_ms(read))
+    print(json.dumps(result))
+
+
+def answered(port: int, path: str, body: bytes) -> bool:
+    client = Client(port, path)
+    client.read(body)
+    return client.errors == 0
+
+
+def bench_prediction(repo: Path) -> None:
+    """POST /predict (prediction_server.py, one uvicorn worker) against `feast serve`'s read of
+    the same feature service (one worker, the recommended settings), sequential and with 4
+    clients, ROUNDS interleaved rounds each; and in process, the read and the model's predict."""
+    import os
+
+    subprocess.run([sys.executable, "train.py"], cwd=repo, check=True, capture_output=True)
+    servers = {
+        "POST /predict (prediction_server.py)": ([sys.executable, "prediction_server.py", "--port", "{port}"], "/predict",
+                                                 json.dumps({"driver_id": 1001, "requested_trip_dist": 3.0,
+                                                             "requested_at": "2026-03-08T00:00:00Z"}).encode()),
+        "feast serve, the same service": (feast_serve("--workers", "1", *RECOMMENDED)("feature_store.yaml", "{port}"),
+                                          "/get-online-features", bodies([1001])["service 1"]),
+    }
+    measured = {name: {"sequential": [], "4 clients": []} for name in servers}
+    for _ in range(ROUNDS):
+        for name, (command, path, body) in servers.items():
+            port = free_port()
+            log = open(repo / f"server_{port}.log", "w")
+            server = subprocess.Popen([part.replace("{port}", str(port)) for part in map(str, command)], cwd=repo,
+                                      stdout=log, stderr=log, env={**os.environ, **OPTIMIZED})
+            try:
+                wait_until(lambda: answered(port, path, body), name, timeout_s=120)
+                connection = Client(port, path)
+                measured[name]["sequential"].append((*percentiles_ms(lambda: connection.read(body)), connection.errors))
+                measured[name]["4 clients"].append(concurrent_ms(port, body, path=path))
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+                log.close()
+    for name, cases in measured.items():
+        for case, rounds in cases.items():
+            p50, p99, errors = median_of_rounds(rounds)
+            record("model", f"{name}, 1 driver, {case}", p50 / 1000, f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors")
+    in_process = run_child("--predict-child", repo, flags=("-O",))
+    for case, label in (("read", "the online read through the model's service, in process"),
+                        ("predict", "the model's predict of one row, in process")):
+        p50, p99 = median_of_rounds(in_process[case])
+        record("model", label, p50 / 1000, f"p50 {p50:.3f} ms, p99 {p99:.3f} ms (python -O)")
+    http_p50 = median_of_rounds(measured["POST /predict (prediction_server.py)"]["sequential"])[0]
+    read_p50 = median_of_rounds(in_process["read"])[0]
+    record("model", "what the prediction service adds over the in-process read", (http_p50 - read_p50) / 1000,
+           f"{http_p50 - read_p50:.2f} ms at p50 (goal: at most 1 ms)")
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         child(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]))
@@ -722,9 +849,12 @@ def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--spark-child":
         spark_child(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
         return
+    if len(sys.argv) == 3 and sys.argv[1] in ("--model-child", "--predict-child"):
+        (model_child if sys.argv[1] == "--model-child" else predict_child)(Path(sys.argv[2]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", action="store_true", help="also 10M trips and 1M entity rows")
-    parser.add_argument("--only", choices=["transforms", "scale", "spark", "training", "online"], action="append",
+    parser.add_argument("--only", choices=["transforms", "scale", "spark", "training", "online", "model"], action="append",
                         help="run only these sections (repeatable)")
     args = parser.parse_args()
     wanted = lambda section: not args.only or section in args.only
@@ -753,6 +883,13 @@ def main() -> None:
               f"{ROUNDS} interleaved rounds; p50 in the seconds column)")
         with tempfile.TemporaryDirectory() as folder:
             bench_online(Path(folder))
+
+    if wanted("model"):
+        print(f"4. the model: training set and fit ({MODEL_ROUNDS} interleaved fresh processes per size), and "
+              f"predictions over HTTP ({ROUNDS} rounds)")
+        with tempfile.TemporaryDirectory() as folder:
+            smallest = bench_model_training(Path(folder), [100_000] + ([1_000_000] if args.large else []))
+            bench_prediction(smallest)
 
     print("\n| section | case | seconds | notes |\n| --- | --- | ---: | --- |")
     for section, case, seconds, note in ROWS:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from feast import FeatureStore, FeatureView, OnDemandFeatureView
 from feast.infra.registry.registry import FeastObjectType
 from google.protobuf.message import Message
-from hamilton_feast import lineage, objects, openlineage, registry_store
+from hamilton_feast import lineage, models, objects, openlineage, registry_store
 from hamilton_feast.notices import known_notices_hidden
 
 EXIT_CHANGED = 2  # as `terraform plan -detailed-exitcode`: 1 is an error, 2 means changes
@@ -48,6 +48,7 @@ class Changes:
     services: dict[str, list[str]]  # service -> why it changed
     unchanged: list[str]
     graph_versions: tuple[str | None, str]  # the DAG's fingerprint: registered (if any), now
+    models: list[str] | None = field(default_factory=list)  # model versions of a changed service (None: unknown)
 
     def __bool__(self) -> bool:
         return bool(self.views or self.services)
@@ -229,7 +230,8 @@ def find_changes(store: FeatureStore, repo) -> Changes:
     projects = store.registry.list_projects(allow_cache=False)
     tags = next((p.tags for p in projects if p.name == store.project), {})
     before = tags.get(lineage.GRAPH_VERSION_TAG)
-    return Changes(views, services, sorted(unchanged), (before, current.graph_version))
+    trained = models.versions_using(store, sorted(services)) if services else []
+    return Changes(views, services, sorted(unchanged), (before, current.graph_version), trained)
 
 
 def changes_report(changes: Changes, current: lineage.Lineage, project: str) -> str:
@@ -254,6 +256,9 @@ def changes_report(changes: Changes, current: lineage.Lineage, project: str) -> 
             lines.append(f"  definition: {', '.join(change.definition)}")
     for name, reasons in changes.services.items():
         lines.append(f"{name} (service): {'; '.join(reasons)}")
+    if changes.services and changes.models != []:
+        trained = models.NOT_CHECKED if changes.models is None else ", ".join(changes.models)
+        lines.append(f"models trained on a changed service (retrain them): {trained}")
     if changes.unchanged:
         lines.append(f"unchanged: {', '.join(changes.unchanged)}")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ import sys
 
 import pandas as pd
 
-from hamilton_feast import changes, drawing, feast_operations, lineage, online, script
+from hamilton_feast import changes, drawing, feast_operations, lineage, models, online, script
 from hamilton_feast.read_only import store_that_writes_nothing
 from hamilton_feast.repo import Repo
 
@@ -87,7 +87,11 @@ def run(args) -> int:
     current = _traced(repo)
     if args.command == "lineage":
         names = args.names
-        print(lineage.impact_table(current, names) if names else lineage.lineage_table(current))
+        if not names:
+            print(lineage.lineage_table(current))
+            return 0
+        store = feast_operations.feature_store(str(repo.path), repo.feature_store_yaml)
+        print(lineage.impact_table(current, names, models_of=lambda services: models.versions_using(store, services)))
         return 0
     store = feast_operations.feature_store(str(repo.path), repo.feature_store_yaml)
     with store_that_writes_nothing(store, repo.feature_store_yaml) as reading:

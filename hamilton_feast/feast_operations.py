@@ -11,6 +11,7 @@ Its config comes from `hamilton_feast.Repo(...).config`: which nodes return Feas
 
 import contextlib
 import io
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -111,8 +112,12 @@ def _features(feature_store: FeatureStore, features: str | list[str]) -> Feature
 def training_set(
     feature_store: FeatureStore, entity_df: pd.DataFrame, features: str | list[str]
 ) -> pd.DataFrame:
-    """Point-in-time features for every row of `entity_df`, in its order (see training_sets)."""
-    return training_sets.get_training_set(feature_store, entity_df, _features(feature_store, features))
+    """Point-in-time features for every row of `entity_df`, in its order (see training_sets);
+    how long the retrieval took, in seconds, in its attrs["retrieval_seconds"]."""
+    started = time.perf_counter()
+    answer = training_sets.get_training_set(feature_store, entity_df, _features(feature_store, features))
+    answer.attrs["retrieval_seconds"] = time.perf_counter() - started
+    return answer
 
 
 def online_features(

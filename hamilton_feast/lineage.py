@@ -45,6 +45,7 @@ from hamilton import driver
 from hamilton.graph_types import HamiltonGraph, hash_source_code
 
 from feast import FeatureService, FeatureView, OnDemandFeatureView
+from hamilton_feast.models import NOT_CHECKED
 
 CODE_VERSIONS_TAG = "hamilton_code_versions"  # on each view: {function: fingerprint}
 GRAPH_VERSION_TAG = "hamilton_graph_version"  # on the project: HamiltonGraph.version
@@ -383,8 +384,10 @@ def lineage_table(lineage: Lineage) -> str:
     return "\n\n".join(blocks)
 
 
-def impact_table(lineage: Lineage, names: list[str]) -> str:
-    """What each raw column or function feeds: fields per view, and services."""
+def impact_table(lineage: Lineage, names: list[str], models_of=None) -> str:
+    """What each raw column or function feeds: fields per view, services, and (with
+    `models_of(services)`, which names the model versions trained on them, or None when it
+    cannot tell) models."""
     blocks = []
     for name in names:
         resolved = lineage.resolve(name)
@@ -392,7 +395,11 @@ def impact_table(lineage: Lineage, names: list[str]) -> str:
         lines = [f"{resolved} feeds" + ("" if fed else " no feature")]
         lines += [f"  {line}" for line in fields_by_view(lineage, fed)]
         if fed:
-            lines.append(f"  services: {', '.join(lineage.services_using(fed)) or '-'}")
+            services = lineage.services_using(fed)
+            lines.append(f"  services: {', '.join(services) or '-'}")
+            if models_of is not None and services:
+                trained = models_of(services)
+                lines.append(f"  models: {'; '.join(trained) or '-' if trained is not None else NOT_CHECKED}")
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
 

@@ -33,6 +33,7 @@ source, each computed by the node of its name: nothing lists them by hand.
 """
 
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -54,6 +55,10 @@ from hamilton_feast.lineage import CODE_VERSIONS_TAG, GRAPH_VERSION_TAG, Lineage
 from hamilton_feast.notices import known_notices_hidden
 
 SETTINGS_FILE = "settings.yaml"
+# What a repo's functions may read from hamilton_feast.feast_operations (its nodes: the feature
+# store, a training set...), which a repo's drivers add beside its modules.
+FEAST_OPERATION_NODES = {name for name, function in vars(feast_operations).items() if inspect.isfunction(function)
+                         and function.__module__ == feast_operations.__name__ and not name.startswith("_")}
 SETTINGS_KEYS = {"modules", "inputs", "saved_tables", "tag_code_versions", "spark"}
 SPARK_KEYS = {"saved_tables", "time_partitions", "window_overlap"}
 DEFAULT_FEATURE_STORE_YAML = "feature_store.yaml"
@@ -208,7 +213,7 @@ class Repo:
         """Each input a function of the DAG needs is given: by the repo, by settings.yaml's
         inputs, or, for saved_<table>, by settings.yaml's saved_tables; an error naming the
         functions that read it and where to give it, before anything runs."""
-        given = set(self.inputs) | set(self.saved_table_paths) | set(self.hamilton_config)
+        given = set(self.inputs) | set(self.saved_table_paths) | set(self.hamilton_config) | FEAST_OPERATION_NODES
         for name, v in sorted(variables.items()):
             readers = sorted(function_name(n.originating_functions[0]) for n in variables.values()
                              if name in n.required_dependencies and n.originating_functions)

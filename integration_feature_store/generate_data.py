@@ -1,6 +1,7 @@
 """Write seeded raw trip events for this feature repo: the input of the Hamilton transforms.
 
-One row per trip: when it happened (`event_timestamp`), when it reached the warehouse
+One row per trip: when the rider requested it (`requested_at`), when it ended
+(`event_timestamp`: the trip's row is an event of its end), when it reached the warehouse
 (`created`), who drove and rode, how far it went, and the rider's rating (the label a model
 learns). The trips end at `--end` (default: the current hour), so materialization to now finds
 fresh features. Same arguments give the same file.
@@ -58,9 +59,12 @@ def raw_trips(
     rider_rating = np.clip(np.round(5.2 - 0.8 * stretch + rng.normal(0, 0.6, trips)), 1, 5)
 
     delay = pd.to_timedelta(rng.integers(1, 120, trips), unit="s")
+    # From the request to the end of the trip: the wait for the car, then about 2 minutes a km.
+    wait_and_ride = pd.to_timedelta(rng.integers(120, 900, trips) + np.round(trip_dist * rng.uniform(90, 150, trips)), "s")
     utc = pa.timestamp("us", tz="UTC")
     return pa.table(
         {
+            "requested_at": pa.array(event_timestamp - wait_and_ride, utc),
             "event_timestamp": pa.array(event_timestamp, utc),
             "created": pa.array(event_timestamp + delay, utc),
             "driver_id": pa.array(driver_id, pa.int64()),

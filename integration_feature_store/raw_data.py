@@ -8,6 +8,7 @@ from hamilton.io.utils import get_file_and_dataframe_metadata
 
 # column -> what it must be; the transforms rely on exactly this
 RAW_TRIP_SCHEMA = {
+    "requested_at": "a timezone-aware datetime (any unit and zone)",
     "event_timestamp": "a timezone-aware datetime (any unit and zone)",
     "created": "a timezone-aware datetime (any unit and zone)",
     "driver_id": "an integer",
@@ -15,6 +16,9 @@ RAW_TRIP_SCHEMA = {
     "trip_dist": "a number",
     "rider_rating": "an integer",
 }
+
+
+TIME_COLUMNS = [column for column, expected in RAW_TRIP_SCHEMA.items() if expected.startswith("a timezone-aware")]
 
 
 def _schema_problems(trips: pd.DataFrame) -> list[str]:
@@ -57,7 +61,7 @@ def _value_problems(raw: pd.DataFrame) -> list[str]:
         nans = 0 if pd.api.types.is_integer_dtype(raw[column]) else int(raw[column].isna().sum())
         if nans:
             problems.append(f"column '{column}' has {nans} missing values; expected none")
-    for column in ("event_timestamp", "created"):
+    for column in TIME_COLUMNS:
         stamps = raw[column].dt.tz_convert("UTC")  # in UTC: local time repeats an hour when summer time ends
         if stamps.dt.unit == "ns" and (stamps.dt.floor("us") != stamps).any():
             problems.append(
@@ -89,7 +93,7 @@ def trips(raw_trips: pd.DataFrame) -> pd.DataFrame:
     if problems:
         raise ValueError("raw trips: " + "; ".join(problems))
     columns = {column: raw_trips[column] for column in RAW_TRIP_SCHEMA}  # no copy of the data
-    for column in ("event_timestamp", "created"):  # any unit and zone in; UTC microseconds out,
+    for column in TIME_COLUMNS:  # any unit and zone in; UTC microseconds out,
         columns[column] = columns[column].dt.tz_convert("UTC").dt.as_unit("us")  # as Feast stores them
     ordered = pd.DataFrame(columns, copy=False)
     if not ordered["event_timestamp"].is_monotonic_increasing:

@@ -7,9 +7,12 @@ the way its README says (`feast apply`, or its apply script); the rest happens i
 process, since every `feast` command would pay for importing Feast again.
 """
 
+import json
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import nbformat
@@ -145,11 +148,11 @@ def walk_through_integration() -> None:
     store = FeatureStore(repo_path=str(repo_dir))
     service = store.get_feature_service("trip_rating_model_v1")
     trips = pd.read_parquet(repo_dir / "data" / "raw_trips.parquet").tail(3)
-    entity_df = trips[["driver_id", "event_timestamp", "trip_dist", "rider_rating"]].rename(
+    entity_df = trips[["driver_id", "requested_at", "trip_dist", "rider_rating"]].rename(
         columns={"trip_dist": "requested_trip_dist"}
     )
-    entity_df["requested_at"] = entity_df["event_timestamp"]
-    step("integration_feature_store: training rows for the last three trips (label: rider_rating)")
+    entity_df["event_timestamp"] = entity_df["requested_at"]  # as of the request, before the trip's own row
+    step("integration_feature_store: training rows for the last three trips, as of their requests (label: rider_rating)")
     training = store.get_historical_features(entity_df=entity_df, features=service).to_df()
     print(training.T.to_string())
 
@@ -161,13 +164,49 @@ def walk_through_integration() -> None:
     )
     print(pd.DataFrame(online.to_dict()).T.to_string())
 
-    executed = repo_dir / "data" / "retrieval.executed.ipynb"
-    step(f"integration_feature_store: execute retrieval.ipynb into {executed.relative_to(ROOT)}")
-    notebook = nbformat.read(repo_dir / "retrieval.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(repo_dir)}}).execute()
+    for name in ("retrieval", "model"):
+        execute_notebook(repo_dir, name)
+
+    step("integration_feature_store: train, evaluate against the baselines, register (MLflow: data/mlflow.db)")
+    run_in(repo_dir, [sys.executable, "train.py"])
+    step("integration_feature_store: the model served over HTTP (POST /predict)")
+    print(served_prediction(repo_dir, {"driver_id": 1001, "requested_trip_dist": 4.2}))
+
+
+def execute_notebook(repo_dir: Path, name: str) -> None:
+    """Execute a notebook of the repo into its data/ folder and print its summary cell."""
+    executed = repo_dir / "data" / f"{name}.executed.ipynb"
+    step(f"integration_feature_store: execute {name}.ipynb into {executed.relative_to(ROOT)}")
+    notebook = nbformat.read(repo_dir / f"{name}.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=900, resources={"metadata": {"path": str(repo_dir)}}).execute()
     nbformat.write(notebook, executed)
     summary = next(c for c in notebook.cells if "summary" in c.metadata.get("tags", []))
     print(summary.outputs[0]["text"])
+
+
+def served_prediction(repo_dir: Path, body: dict) -> str:
+    """The prediction server started on a free port of 127.0.0.1, asked once, stopped."""
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    print(f"$ (cd {repo_dir.name} && python prediction_server.py --port {port})")
+    server = subprocess.Popen([sys.executable, "prediction_server.py", "--port", str(port)], cwd=repo_dir)
+    try:
+        print(f"$ curl -s 127.0.0.1:{port}/predict -H 'Content-Type: application/json' -d '{json.dumps(body)}'")
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        for _ in range(600):  # the app starts in seconds; up to a minute on a busy machine
+            if server.poll() is not None:
+                raise RuntimeError(f"the prediction server exited with {server.returncode}")
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.read().decode()
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the prediction server did not answer within a minute")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def main() -> None:

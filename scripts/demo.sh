@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-system-packages.sh graphviz:dot
-source scripts/setup-env.sh notebook
+source scripts/setup-env.sh notebook,model
 python scripts/demo.py

@@ -46,7 +46,7 @@ def python(tmp_path_factory) -> Path:
 
 
 def test_the_readme_install_line_is_the_projects_own_install():
-    assert readme_install_line() == 'pip install ".[notebook]" -c constraints.txt'
+    assert readme_install_line() == 'pip install ".[notebook,model]" -c constraints.txt'
 
 
 def test_the_default_folder_works_on_its_own(python, tmp_path):

@@ -25,10 +25,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 # --- the lines to rewrite when the repo is adapted to other data ---------------------------
 # generate_data.py's arguments for a small sample (a few thousand rows over a few days), a
-# medium one and a large one (a table that takes a moment to save).
+# medium one, a large one (a table that takes a moment to save), and one for the model.
 SMALL = ("--trips", "3000", "--drivers", "15", "--days", "3")
 MEDIUM = ("--trips", "20000", "--drivers", "20", "--days", "3")  # a table larger than a run's other files
 LARGE = ("--trips", "200000", "--drivers", "100", "--days", "7")
+MODEL_DATA = ("--trips", "20000", "--drivers", "40", "--days", "10")  # for the model: days to train on and to evaluate
 
 
 @dataclass(frozen=True)

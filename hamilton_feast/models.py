@@ -1,0 +1,146 @@
+"""Models trained on a repo's features, tracked and registered with MLflow through Feast's own
+integration (`feast.mlflow_integration.FeastMlflowClient`), each version tagged with the feature
+service it was trained on, so that serving and the change check find the service from the model.
+
+- `log_and_register`: one MLflow run (in the project's experiment) with Feast's record of the
+  feature retrieval (the feature service, its views and features), the parameters, the metrics,
+  the training questions (the entity frame, label included) and the model with Feast's
+  `feast_features.json`; then a new version of the registered model, which Feast's client tags
+  `feast.feature_service` (the tag Feast's resolver and UI read);
+- `served_model`: a registered version (the latest, by default), its feature service resolved
+  by Feast's resolver, which also checks that the service still holds the features trained on;
+- `versions_using`: the registered versions trained on any of some feature services.
+
+Where runs go: `MLFLOW_TRACKING_URI`, or else a SQLite file in the repo's data/ folder, the
+artifacts beside it. The repo's feature_store.yaml has no `mlflow:` block on purpose: with it,
+Feast would import MLflow into every process that reads features (the feature server included)
+and log every retrieval made during a run; this module starts the runs it means to log, with
+Feast's client. Feast 0.67's client sets the tracking store only inside its own runs and its
+resolver reads versions by number, not by `@alias`: the store is set here for the process, and
+versions are chosen by number.
+"""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from feast import FeatureService, FeatureStore
+from hamilton_feast.notices import known_notices_hidden
+
+SERVICE_TAG = "feast.feature_service"  # on a model version: the service it was trained on
+TRACKING_URI = "MLFLOW_TRACKING_URI"
+VERSION = "MODEL_VERSION"  # a version to serve instead of the latest
+
+
+class NoModel(ValueError):
+    """No version of the model is registered."""
+
+
+def input_matrix(rows: pd.DataFrame, inputs: list[str]) -> np.ndarray:
+    """A model's input columns as numbers, in training and in serving alike: booleans as 0/1, a
+    missing feature as NaN."""
+    return rows[inputs].astype("float64").to_numpy()
+
+
+def version_asked() -> int | None:
+    """The version MODEL_VERSION names, if set."""
+    asked = os.environ.get(VERSION)
+    if asked is None:
+        return None
+    if not asked.isdigit():
+        raise ValueError(f"{VERSION} is {asked!r}; expected a version number")
+    return int(asked)
+
+
+def tracking_uri(store: FeatureStore) -> str:
+    """MLFLOW_TRACKING_URI, or the repo's own store: data/mlflow.db (set for this process, so
+    that Feast's client and MLflow's functions use the same store)."""
+    default = f"sqlite:///{Path(store.repo_path).resolve() / 'data' / 'mlflow.db'}"
+    os.environ.setdefault(TRACKING_URI, default)
+    return os.environ[TRACKING_URI]
+
+
+def _client(store: FeatureStore):
+    from feast.mlflow_integration.client import FeastMlflowClient
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(store))
+    return FeastMlflowClient(store)
+
+
+def _experiment(client, store: FeatureStore) -> str:
+    """The project's experiment (Feast names it after the project), its artifacts in data/
+    beside a file store (MLflow would put them under the working folder)."""
+    mlflow = client.mlflow
+    found = mlflow.get_experiment_by_name(store.project)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if tracking_uri(store).startswith("sqlite:///"):
+        location = (Path(tracking_uri(store).removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    return mlflow.create_experiment(store.project, artifact_location=location)
+
+
+def log_and_register(store: FeatureStore, model, name: str, service: FeatureService, entity_df: pd.DataFrame,
+                     inputs: pd.DataFrame, params: dict, metrics: dict, seconds: float) -> dict:
+    """Log one run and register its model as a new version of `name`; return the version's
+    name, number, run and feature service. `inputs` are the model's input columns (an example of
+    them is logged with the model), `seconds` how long the training set took."""
+    client = _client(store)
+    mlflow = client.mlflow
+    references = [f"{p.name_to_use()}:{f.name}" for p in service.feature_view_projections for f in p.features]
+    with known_notices_hidden(), client.start_run(run_name=f"{name} on {service.name}",
+                                                  experiment_id=_experiment(client, store)) as run:
+        client.log_feature_retrieval(references, len(entity_df), seconds, feature_service=service)
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        client.log_training_dataset(entity_df, dataset_name="training questions")
+        client.log_model(model, "model", input_example=inputs.head(5))  # with feast_features.json
+    with known_notices_hidden():
+        version = client.register_model(f"runs:/{run.info.run_id}/model", name)
+    return {"name": name, "version": int(version.version), "run_id": run.info.run_id, "feature_service": service.name}
+
+
+def served_model(store: FeatureStore, name: str, version: int | None = None) -> dict:
+    """A registered version of `name` (the latest by default), loaded: the estimator, its
+    feature service (from the version's tag, checked against the features it was trained on),
+    the version's number and when it was registered. NoModel when none is registered."""
+    client = _client(store)
+    versions = client.client.search_model_versions(f"name = '{name}'")
+    if not versions:
+        raise NoModel(f"no version of model {name!r} is registered in {tracking_uri(store)}: train it first "
+                      "(python train.py)")
+    chosen = max(versions, key=lambda v: int(v.version)) if version is None else \
+        next((v for v in versions if int(v.version) == version), None)
+    if chosen is None:
+        raise NoModel(f"model {name!r} has no version {version} in {tracking_uri(store)} (versions: "
+                      f"{sorted(int(v.version) for v in versions)})")
+    uri = f"models:/{name}/{chosen.version}"
+    service = store.get_feature_service(client.resolve_features(uri))
+    return {"model": client.mlflow.sklearn.load_model(uri), "service": service, "version": int(chosen.version),
+            "registered_at": pd.Timestamp(chosen.creation_timestamp, unit="ms", tz="UTC"),
+            "inputs": [f.name for p in service.feature_view_projections for f in p.features]}
+
+
+NOT_CHECKED = "not checked: MLflow is not installed (pip install '.[model]')"
+
+
+def versions_using(store: FeatureStore, services: list[str]) -> list[str] | None:
+    """'model vN (service)' for every registered version trained on one of `services` ([] when
+    the repo's own tracking store does not exist yet); None when MLflow is not installed, so
+    that nothing can be said (NOT_CHECKED says so)."""
+    if importlib.util.find_spec("mlflow") is None:
+        return None
+    uri = tracking_uri(store)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return []
+    client = _client(store).client
+    found = []
+    for version in client.search_model_versions():
+        service = version.tags.get(SERVICE_TAG)
+        if service in services:
+            found.append(f"{version.name} v{version.version} ({service})")
+    return sorted(found)
