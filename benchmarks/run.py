@@ -735,9 +735,8 @@ def model_child(repo: Path) -> None:
     rows and the peak memory as JSON."""
     repo_ = Repo(repo)
     dr = driver.Builder().with_modules(*repo_.modules, feast_operations).with_config(repo_.config).build()
-    saved = repo_.saved_tables_found()
     started = time.perf_counter()
-    done = dr.execute(["training_set", "model_inputs", "evaluated"], inputs=repo_.inputs, overrides=saved)
+    done = dr.execute(["training_set", "model_inputs", "evaluated"], inputs={**repo_.inputs, **repo_.saved_tables_found()})
     built = time.perf_counter()
     model_module = next(m for m in repo_.modules if m.__name__ == "rating_model")
     model_module.rating_model(done["training_set"], done["model_inputs"], done["evaluated"])

@@ -20,15 +20,16 @@ resolver reads versions by number, not by `@alias`: the store is set here for th
 versions are chosen by number.
 """
 
+import contextlib
 import importlib.util
+import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from feast import FeatureService, FeatureStore
-from hamilton_feast.notices import known_notices_hidden
+from hamilton_feast.notices import MLFLOW_ARTIFACT_PATH_NOTICE, known_notices_hidden
 
 SERVICE_TAG = "feast.feature_service"  # on a model version: the service it was trained on
 TRACKING_URI = "MLFLOW_TRACKING_URI"
@@ -39,10 +40,10 @@ class NoModel(ValueError):
     """No version of the model is registered."""
 
 
-def input_matrix(rows: pd.DataFrame, inputs: list[str]) -> np.ndarray:
+def input_matrix(rows: pd.DataFrame, inputs: list[str]) -> pd.DataFrame:
     """A model's input columns as numbers, in training and in serving alike: booleans as 0/1, a
     missing feature as NaN."""
-    return rows[inputs].astype("float64").to_numpy()
+    return rows[inputs].astype("float64")
 
 
 def version_asked() -> int | None:
@@ -68,6 +69,7 @@ def _client(store: FeatureStore):
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri(store))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar in a server's log
     return FeastMlflowClient(store)
 
 
@@ -85,23 +87,45 @@ def _experiment(client, store: FeatureStore) -> str:
 
 
 def log_and_register(store: FeatureStore, model, name: str, service: FeatureService, entity_df: pd.DataFrame,
-                     inputs: pd.DataFrame, params: dict, metrics: dict, seconds: float) -> dict:
+                     inputs: pd.DataFrame, params: dict, metrics: dict, seconds: float,
+                     trusted_types: list[str] = ()) -> dict:
     """Log one run and register its model as a new version of `name`; return the version's
     name, number, run and feature service. `inputs` are the model's input columns (an example of
-    them is logged with the model), `seconds` how long the training set took."""
+    them is logged with the model), `seconds` how long the training set took, `trusted_types`
+    the model's own classes that MLflow's serializer (skops) loads only when told to."""
     client = _client(store)
     mlflow = client.mlflow
     references = [f"{p.name_to_use()}:{f.name}" for p in service.feature_view_projections for f in p.features]
-    with known_notices_hidden(), client.start_run(run_name=f"{name} on {service.name}",
-                                                  experiment_id=_experiment(client, store)) as run:
+    with known_notices_hidden(), _without_log_line(MLFLOW_ARTIFACT_PATH_NOTICE), client.start_run(
+            run_name=f"{name} on {service.name}", experiment_id=_experiment(client, store)) as run:
         client.log_feature_retrieval(references, len(entity_df), seconds, feature_service=service)
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         client.log_training_dataset(entity_df, dataset_name="training questions")
-        client.log_model(model, "model", input_example=inputs.head(5))  # with feast_features.json
+        client.log_model(model, "model", input_example=inputs.head(5),  # with feast_features.json
+                         skops_trusted_types=list(trusted_types))
+        logged = mlflow.last_logged_model()
     with known_notices_hidden():
-        version = client.register_model(f"runs:/{run.info.run_id}/model", name)
+        version = client.register_model(logged.model_uri, name)  # tagged with the run's feature service
     return {"name": name, "version": int(version.version), "run_id": run.info.run_id, "feature_service": service.name}
+
+
+@contextlib.contextmanager
+def _without_log_line(text: str):
+    """MLflow's log lines containing `text` left out while the block runs."""
+    def keep(record: logging.LogRecord) -> bool:
+        return text not in record.getMessage()
+
+    logger = logging.getLogger("mlflow")
+    logger.addFilter(keep)
+    for handler in logger.handlers:
+        handler.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+        for handler in logger.handlers:
+            handler.removeFilter(keep)
 
 
 def served_model(store: FeatureStore, name: str, version: int | None = None) -> dict:

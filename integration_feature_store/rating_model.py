@@ -23,6 +23,9 @@ from feast import FeatureService, FeatureStore
 from hamilton_feast import models
 
 RANDOM_STATE = 0
+# The trees' own class, which MLflow's serializer (skops) loads only when told that it is
+# trusted: the model is of this repo's making.
+TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
 def entity_df(driver_id: pd.Series, requested_at: pd.Series, trip_dist: pd.Series, rider_rating: pd.Series) -> pd.DataFrame:
@@ -115,4 +118,4 @@ def registered_model(feature_store: FeatureStore, rating_model: HistGradientBoos
               "training_rows": int((training_set["requested_at"] < evaluation_start).sum())}
     return models.log_and_register(feature_store, rating_model, model_name, trip_rating_model_v1, entity_df,
                                    training_set[model_inputs].astype("float64"), params, metrics,
-                                   seconds=training_set.attrs["retrieval_seconds"])
+                                   seconds=training_set.attrs["retrieval_seconds"], trusted_types=TRUSTED_TYPES)

@@ -19,8 +19,7 @@ def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     repo = Repo(__file__)
     dr = driver.Builder().with_modules(*repo.modules, feast_operations).with_config(repo.config).build()
-    done = dr.execute(["model_evaluation", "feature_importances", "registered_model"], inputs=repo.inputs,
-                      overrides=repo.saved_tables_found())
+    done = dr.execute(["model_evaluation", "feature_importances", "registered_model"], inputs={**repo.inputs, **repo.saved_tables_found()})
     print(done["model_evaluation"].round(3).to_string(), "\n")
     print("Largest permutation importances (growth of the mean absolute error):")
     print(done["feature_importances"].head(5).round(4).to_string(), "\n")

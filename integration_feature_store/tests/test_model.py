@@ -35,7 +35,7 @@ def model_nodes(repo_dir, *names):
     """The model's nodes, computed as train.py computes them, in this process."""
     repo = Repo(repo_dir)
     dr = driver.Builder().with_modules(*repo.modules, feast_operations).with_config(repo.config).build()
-    return dr.execute(list(names), inputs=repo.inputs, overrides=repo.saved_tables_found())
+    return dr.execute(list(names), inputs={**repo.inputs, **repo.saved_tables_found()})
 
 
 def last_load_and_the_trips_after_it(repo_dir, hours_before_now: int = 2):
@@ -111,7 +111,7 @@ def test_each_run_registers_a_version_tagged_with_its_feature_service(trained):
     assert {"mae_model", "mae_training_mean_rating", "mae_driver_mean_rating_before"} <= set(logged.data.metrics)
     assert logged.data.tags["feast.feature_service"] == SERVICE and "max_iter" in logged.data.params
     assert [d.dataset.name for d in logged.inputs.dataset_inputs] == ["training questions"]
-    assert {a.path for a in client.list_artifacts(version.run_id)} >= {"feast_features.json", "model"}
+    assert "feast_features.json" in {a.path for a in client.list_artifacts(version.run_id)}
 
 
 @pytest.fixture(scope="module")
