@@ -11,13 +11,13 @@ service it was trained on, so that serving and the change check find the service
   by Feast's resolver, which also checks that the service still holds the features trained on;
 - `versions_using`: the registered versions trained on any of some feature services.
 
-Where runs go: `MLFLOW_TRACKING_URI`, or else a SQLite file in the repo's data/ folder, the
-artifacts beside it. The repo's feature_store.yaml has no `mlflow:` block on purpose: with it,
-Feast would import MLflow into every process that reads features (the feature server included)
-and log every retrieval made during a run; this module starts the runs it means to log, with
-Feast's client. Feast 0.67's client sets the tracking store only inside its own runs and its
-resolver reads versions by number, not by `@alias`: the store is set here for the process, and
-versions are chosen by number.
+Where runs go: the `mlflow: tracking_uri` of feature_store.yaml, `MLFLOW_TRACKING_URI`, or else
+a SQLite file in the repo's data/ folder, the artifacts beside it. The repo's `mlflow:` block is
+not enabled on purpose: enabled, Feast would import MLflow into every process that reads features
+(the feature server included) and log every retrieval made during a run; this module starts the
+runs it means to log, with Feast's client. Feast 0.67's client sets the tracking store only
+inside its own runs and its resolver reads versions by number, not by `@alias`: the store is set
+here for MLflow's functions as well, and versions are chosen by number.
 """
 
 import contextlib
@@ -32,7 +32,6 @@ from feast import FeatureService, FeatureStore
 from hamilton_feast.notices import MLFLOW_ARTIFACT_PATH_NOTICE, known_notices_hidden
 
 SERVICE_TAG = "feast.feature_service"  # on a model version: the service it was trained on
-TRACKING_URI = "MLFLOW_TRACKING_URI"
 VERSION = "MODEL_VERSION"  # a version to serve instead of the latest
 
 
@@ -57,20 +56,46 @@ def version_asked() -> int | None:
 
 
 def tracking_uri(store: FeatureStore) -> str:
-    """MLFLOW_TRACKING_URI, or the repo's own store: data/mlflow.db (set for this process, so
-    that Feast's client and MLflow's functions use the same store)."""
-    default = f"sqlite:///{Path(store.repo_path).resolve() / 'data' / 'mlflow.db'}"
-    os.environ.setdefault(TRACKING_URI, default)
-    return os.environ[TRACKING_URI]
+    """The tracking store of this repo's runs: the `mlflow: tracking_uri` of feature_store.yaml,
+    else MLFLOW_TRACKING_URI, else the repo's own file, data/mlflow.db. Written into this store's
+    configuration only, never into the process environment, so that a process reading two repos
+    (or starting another repo's server) keeps each repo's models apart."""
+    if store.config.mlflow is None:  # Feast's MLflow client reads its settings from this block
+        raise ValueError(f"{Path(store.repo_path) / 'feature_store.yaml'} has no `mlflow:` block: add "
+                         "`mlflow: {enabled: false}` (runs are started by hamilton_feast.models)")
+    configured = store.config.mlflow.get_tracking_uri()
+    if configured:
+        return configured
+    store.config.mlflow.tracking_uri = f"sqlite:///{Path(store.repo_path).resolve() / 'data' / 'mlflow.db'}"
+    return store.config.mlflow.tracking_uri
 
 
+@contextlib.contextmanager
 def _client(store: FeatureStore):
+    """Feast's MLflow client on this repo's tracking store, for MLflow's own functions too
+    (runs, load_model) while the block runs. MLflow's set_tracking_uri also writes
+    MLFLOW_TRACKING_URI into the process environment, for child processes to inherit: it is put
+    back as it was after the block, or another repo read next (or a server started from here)
+    would read this repo's models."""
     from feast.mlflow_integration.client import FeastMlflowClient
     import mlflow
 
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri(store))
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar in a server's log
-    return FeastMlflowClient(store)
+    try:
+        yield FeastMlflowClient(store)
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def _store_exists(store: FeatureStore) -> bool:
+    """False when the tracking store is a SQLite file that does not exist yet (nothing logged)."""
+    uri = tracking_uri(store)
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).exists()
 
 
 def _experiment(client, store: FeatureStore) -> str:
@@ -93,20 +118,20 @@ def log_and_register(store: FeatureStore, model, name: str, service: FeatureServ
     name, number, run and feature service. `inputs` are the model's input columns (an example of
     them is logged with the model), `seconds` how long the training set took, `trusted_types`
     the model's own classes that MLflow's serializer (skops) loads only when told to."""
-    client = _client(store)
-    mlflow = client.mlflow
     references = [f"{p.name_to_use()}:{f.name}" for p in service.feature_view_projections for f in p.features]
-    with known_notices_hidden(), _without_log_line(MLFLOW_ARTIFACT_PATH_NOTICE), client.start_run(
-            run_name=f"{name} on {service.name}", experiment_id=_experiment(client, store)) as run:
-        client.log_feature_retrieval(references, len(entity_df), seconds, feature_service=service)
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
-        client.log_training_dataset(entity_df, dataset_name="training questions")
-        client.log_model(model, "model", input_example=inputs.head(5),  # with feast_features.json
-                         skops_trusted_types=list(trusted_types))
-        logged = mlflow.last_logged_model()
-    with known_notices_hidden():
-        version = client.register_model(logged.model_uri, name)  # tagged with the run's feature service
+    with _client(store) as client:
+        mlflow = client.mlflow
+        with known_notices_hidden(), _without_log_line(MLFLOW_ARTIFACT_PATH_NOTICE), client.start_run(
+                run_name=f"{name} on {service.name}", experiment_id=_experiment(client, store)) as run:
+            client.log_feature_retrieval(references, len(entity_df), seconds, feature_service=service)
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+            client.log_training_dataset(entity_df, dataset_name="training questions")
+            client.log_model(model, "model", input_example=inputs.head(5),  # with feast_features.json
+                             skops_trusted_types=list(trusted_types))
+            logged = mlflow.last_logged_model()
+        with known_notices_hidden():
+            version = client.register_model(logged.model_uri, name)  # tagged with the run's feature service
     return {"name": name, "version": int(version.version), "run_id": run.info.run_id, "feature_service": service.name}
 
 
@@ -132,19 +157,23 @@ def served_model(store: FeatureStore, name: str, version: int | None = None) -> 
     """A registered version of `name` (the latest by default), loaded: the estimator, its
     feature service (from the version's tag, checked against the features it was trained on),
     the version's number and when it was registered. NoModel when none is registered."""
-    client = _client(store)
-    versions = client.client.search_model_versions(f"name = '{name}'")
-    if not versions:
+    if not _store_exists(store):  # asked of a file not there, MLflow would create an empty store
         raise NoModel(f"no version of model {name!r} is registered in {tracking_uri(store)}: train it first "
                       "(python train.py)")
-    chosen = max(versions, key=lambda v: int(v.version)) if version is None else \
-        next((v for v in versions if int(v.version) == version), None)
-    if chosen is None:
-        raise NoModel(f"model {name!r} has no version {version} in {tracking_uri(store)} (versions: "
-                      f"{sorted(int(v.version) for v in versions)})")
-    uri = f"models:/{name}/{chosen.version}"
-    service = store.get_feature_service(client.resolve_features(uri))
-    return {"model": client.mlflow.sklearn.load_model(uri), "service": service, "version": int(chosen.version),
+    with _client(store) as client:
+        versions = client.client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise NoModel(f"no version of model {name!r} is registered in {tracking_uri(store)}: train it first "
+                          "(python train.py)")
+        chosen = max(versions, key=lambda v: int(v.version)) if version is None else \
+            next((v for v in versions if int(v.version) == version), None)
+        if chosen is None:
+            raise NoModel(f"model {name!r} has no version {version} in {tracking_uri(store)} (versions: "
+                          f"{sorted(int(v.version) for v in versions)})")
+        uri = f"models:/{name}/{chosen.version}"
+        service = store.get_feature_service(client.resolve_features(uri))
+        model = client.mlflow.sklearn.load_model(uri)
+    return {"model": model, "service": service, "version": int(chosen.version),
             "registered_at": pd.Timestamp(chosen.creation_timestamp, unit="ms", tz="UTC"),
             "inputs": [f.name for p in service.feature_view_projections for f in p.features]}
 
@@ -158,13 +187,9 @@ def versions_using(store: FeatureStore, services: list[str]) -> list[str] | None
     that nothing can be said (NOT_CHECKED says so)."""
     if importlib.util.find_spec("mlflow") is None:
         return None
-    uri = tracking_uri(store)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+    if not _store_exists(store):
         return []
-    client = _client(store).client
-    found = []
-    for version in client.search_model_versions():
-        service = version.tags.get(SERVICE_TAG)
-        if service in services:
-            found.append(f"{version.name} v{version.version} ({service})")
-    return sorted(found)
+    with _client(store) as client:
+        versions = client.client.search_model_versions()
+    return sorted(f"{v.name} v{v.version} ({v.tags[SERVICE_TAG]})" for v in versions
+                  if v.tags.get(SERVICE_TAG) in services)

@@ -39,14 +39,16 @@ REGISTRY_LISTS = [
 
 
 def run(
-    command: list[str], cwd: Path, expect_success: bool = True, env: dict | None = None
+    command: list[str], cwd: Path, expect_success: bool = True, env: dict | None = None, timeout_s: float = 1800
 ) -> subprocess.CompletedProcess:
     """Run a command in `cwd` (with extra environment variables `env`); on an unexpected exit
-    code, fail with everything it printed. `feast` and `hamilton-feast` are this Python's."""
+    code, fail with everything it printed; a command still running after `timeout_s` (a server
+    that should have refused to start) is killed and fails the test. `feast` and `hamilton-feast`
+    are this Python's."""
     if command[0] in ("feast", "hamilton-feast"):
         command = [str(Path(sys.executable).parent / command[0]), *command[1:]]
     result = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}
+        command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout_s
     )
     if (result.returncode == 0) != expect_success:
         pytest.fail(

@@ -184,10 +184,12 @@ def test_a_prediction_from_a_training_row_equals_the_one_served_over_http(traine
         assert status == 200 and answer["rating"] == pytest.approx(offline[i], rel=1e-9), (row, answer)
 
 
-def test_with_no_model_registered_the_server_does_not_start(tmp_path):
+def test_with_no_model_registered_the_server_does_not_start(trained, tmp_path):
+    """Also after this process has read another repo's models: each repo keeps its own."""
+    assert models.versions_using(FeatureStore(repo_path=str(trained[0])), [SERVICE])
     repo_dir = applied_copy(tmp_path, *MODEL_DATA[:2])
     result = run([sys.executable, "prediction_server.py", "--port", str(free_port())], repo_dir,
-                 expect_success=False)
+                 expect_success=False, timeout_s=300)
     assert result.returncode == 1
     assert result.stderr.strip() == ("error: the model is not served: no version of model 'trip_rating_model' is "
                                      f"registered in sqlite:///{repo_dir / 'data' / 'mlflow.db'}: train it first "
