@@ -203,9 +203,10 @@ class Repo:
 
     def _settable_inputs(self, variables: dict) -> list[str]:
         """The DAG's inputs a user sets in settings.yaml: not the repo's own, not its Hamilton
-        config (the offline store's type), not the files the saved tables are written to
+        config (the offline store's type), not the nodes of feast_operations a driver adds (the
+        feature store, a training set), not the files the saved tables are written to
         (saved_<table>, which the savers give)."""
-        own = {"project_name", "repo_path", "feature_store_yaml", *self.hamilton_config}
+        own = {"project_name", "repo_path", "feature_store_yaml", *self.hamilton_config, *FEAST_OPERATION_NODES}
         return sorted(name for name, v in variables.items() if v.is_external_input and name not in own
                       and not name.startswith(saved_tables.saver_name("")))
 

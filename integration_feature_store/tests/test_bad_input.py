@@ -189,7 +189,7 @@ DEFINITION_CASES = {
         "settings.yaml", "driver_trip_stats_ttl: 1 day", "driver_trip_stat_ttl: 1 day",
         lambda repo: f"settings.yaml line {settings_line(repo, '  driver_trip_stat_ttl')}: input "
                      "'driver_trip_stat_ttl' is used by no function of the DAG; expected one of: "
-                     "driver_trip_stats_ttl, raw_trips_path",
+                     "driver_trip_stats_ttl, evaluation_days, model_name, raw_trips_path",
     ),
     "an input the repo sets": (
         "settings.yaml", "  driver_trip_stats_ttl: 1 day", "  driver_trip_stats_ttl: 1 day\n  project_name: other",

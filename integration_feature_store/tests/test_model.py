@@ -117,6 +117,7 @@ def test_each_run_registers_a_version_tagged_with_its_feature_service(trained):
 @pytest.fixture(scope="module")
 def prediction_server(trained):
     repo_dir, _ = trained
+    last_load_and_the_trips_after_it(repo_dir)  # the online store loaded, whichever test runs first
     port = free_port()
     log = open(repo_dir / "data" / "prediction_server.log", "w")
     process = subprocess.Popen([sys.executable, "prediction_server.py", "--port", str(port)], cwd=repo_dir,

@@ -176,6 +176,7 @@ def two_raw_trips(first_hour: str, second_hour: str) -> pd.DataFrame:
         {
             "event_timestamp": utc(f"2026-05-01 {first_hour}", f"2026-05-01 {second_hour}"),
             "created": utc(f"2026-05-01 {first_hour}:30", f"2026-05-01 {second_hour}:30"),
+            "requested_at": utc(f"2026-05-01 {first_hour}", f"2026-05-01 {second_hour}") - pd.Timedelta(minutes=20),
             "driver_id": [1, 2],
             "rider_id": [10, 20],
             "trip_dist": [3.0, 4.0],
