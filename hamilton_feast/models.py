@@ -157,14 +157,14 @@ def served_model(store: FeatureStore, name: str, version: int | None = None) -> 
     """A registered version of `name` (the latest by default), loaded: the estimator, its
     feature service (from the version's tag, checked against the features it was trained on),
     the version's number and when it was registered. NoModel when none is registered."""
+    none = NoModel(f"no version of model {name!r} is registered in {tracking_uri(store)}: train it first "
+                   "(python train.py)")
     if not _store_exists(store):  # asked of a file not there, MLflow would create an empty store
-        raise NoModel(f"no version of model {name!r} is registered in {tracking_uri(store)}: train it first "
-                      "(python train.py)")
+        raise none
     with _client(store) as client:
         versions = client.client.search_model_versions(f"name = '{name}'")
         if not versions:
-            raise NoModel(f"no version of model {name!r} is registered in {tracking_uri(store)}: train it first "
-                          "(python train.py)")
+            raise none
         chosen = max(versions, key=lambda v: int(v.version)) if version is None else \
             next((v for v in versions if int(v.version) == version), None)
         if chosen is None:

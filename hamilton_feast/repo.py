@@ -388,11 +388,17 @@ class Repo:
     def feast_objects(self, overrides: dict | None = None) -> dict:
         """The DAG's Feast objects by node name, as a run of apply.py registers them, with the
         saved tables given (by default, those saved last); nothing is computed."""
-        dr = driver.Builder().with_modules(*self.modules, feast_operations).with_config(self.config).build()
-        stand_ins = self.saved_tables_found() if overrides is None else overrides
+        stand_ins = self.saved_tables_found() if overrides is None else overrides  # first: no table at all
         if overrides is None:
             self.check_saved_tables_match_the_code()
-        return dr.execute(["feast_objects"], inputs={**self.inputs, **stand_ins})["feast_objects"]
+        return self.on_saved_tables(["feast_objects"], stand_ins)["feast_objects"]
+
+    def on_saved_tables(self, outputs: list[str], stand_ins: dict | None = None) -> dict:
+        """These nodes of the DAG computed with the saved tables (by default, those saved last)
+        standing in for their savers: the features are read back, never recomputed."""
+        dr = driver.Builder().with_modules(*self.modules, feast_operations).with_config(self.config).build()
+        given = self.saved_tables_found() if stand_ins is None else stand_ins
+        return dr.execute(list(outputs), inputs={**self.inputs, **given})
 
     # --- the driver's config ---
     @property

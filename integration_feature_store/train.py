@@ -10,16 +10,13 @@ tracking server MLFLOW_TRACKING_URI names.
 
 import argparse
 
-from hamilton import driver
-
-from hamilton_feast import Repo, feast_operations, script
+from hamilton_feast import Repo, script
 
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     repo = Repo(__file__)
-    dr = driver.Builder().with_modules(*repo.modules, feast_operations).with_config(repo.config).build()
-    done = dr.execute(["model_evaluation", "feature_importances", "registered_model"], inputs={**repo.inputs, **repo.saved_tables_found()})
+    done = repo.on_saved_tables(["model_evaluation", "feature_importances", "registered_model"])
     print(done["model_evaluation"].round(3).to_string(), "\n")
     print("Largest permutation importances (growth of the mean absolute error):")
     print(done["feature_importances"].head(5).round(4).to_string(), "\n")

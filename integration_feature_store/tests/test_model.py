@@ -12,11 +12,10 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-from hamilton import driver
 from this_repo import CODE_EDIT, MODEL_DATA, applied_copy
 
 from feast import FeatureStore
-from hamilton_feast import Repo, feast_operations, models, training_sets
+from hamilton_feast import Repo, models, training_sets
 from hamilton_feast.testing import edit, free_port, run, wait_until
 
 SERVICE = "trip_rating_model_v1"
@@ -33,9 +32,7 @@ def trained(tmp_path_factory):
 
 def model_nodes(repo_dir, *names):
     """The model's nodes, computed as train.py computes them, in this process."""
-    repo = Repo(repo_dir)
-    dr = driver.Builder().with_modules(*repo.modules, feast_operations).with_config(repo.config).build()
-    return dr.execute(list(names), inputs={**repo.inputs, **repo.saved_tables_found()})
+    return Repo(repo_dir).on_saved_tables(names)
 
 
 def last_load_and_the_trips_after_it(repo_dir, hours_before_now: int = 2):
