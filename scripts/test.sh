@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 # Java 17 for the Spark tests (pytest -k test_spark) and chromium for the Feast UI test
 # (pytest -k test_feast_ui), which fail loudly without them.
 source scripts/ensure-system-packages.sh graphviz:dot redis-server:redis-server openjdk-17-jre-headless:java chromium:chromium
-source scripts/setup-env.sh test,spark,model
+# The notebook extra too: the notebook tests execute them, and tests/test_docs.py checks that the
+# `jupyter lab` the docs name is installed.
+source scripts/setup-env.sh test,spark,model,notebook
 work_tree_state() { git status --porcelain --untracked-files=all 2>/dev/null; git diff 2>/dev/null | sha256sum; }
 before="$(work_tree_state)"
 # Two workers: most tests wait on a Feast or Hamilton subprocess, and this machine has 2 cores.
