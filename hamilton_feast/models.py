@@ -26,10 +26,12 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from feast import FeatureService, FeatureStore
 from hamilton_feast.notices import MLFLOW_ARTIFACT_PATH_NOTICE, known_notices_hidden
+from hamilton_feast.tree_predictor import row_predictor
 
 SERVICE_TAG = "feast.feature_service"  # on a model version: the service it was trained on
 VERSION = "MODEL_VERSION"  # a version to serve instead of the latest
@@ -43,6 +45,12 @@ def input_matrix(rows: pd.DataFrame, inputs: list[str]) -> pd.DataFrame:
     """A model's input columns as numbers, in training and in serving alike: booleans as 0/1, a
     missing feature as NaN."""
     return rows[inputs].astype("float64")
+
+
+def input_row(online: dict, inputs: list[str]) -> np.ndarray:
+    """A model's input columns from one entity's online read (`to_dict()`), as input_matrix
+    makes them: booleans as 0/1, a missing feature as NaN."""
+    return np.array([online[name][0] for name in inputs], dtype=np.float64)
 
 
 def version_asked() -> int | None:
@@ -155,8 +163,10 @@ def _without_log_line(text: str):
 
 def served_model(store: FeatureStore, name: str, version: int | None = None) -> dict:
     """A registered version of `name` (the latest by default), loaded: the estimator, its
-    feature service (from the version's tag, checked against the features it was trained on),
-    the version's number and when it was registered. NoModel when none is registered."""
+    one-row predictor (tree_predictor.row_predictor: compiled trees, checked against the
+    estimator), its feature service (from the version's tag, checked against the features it
+    was trained on), the version's number and when it was registered. NoModel when none is
+    registered."""
     none = NoModel(f"no version of model {name!r} is registered in {tracking_uri(store)}: train it first "
                    "(python train.py)")
     if not _store_exists(store):  # asked of a file not there, MLflow would create an empty store
@@ -173,7 +183,7 @@ def served_model(store: FeatureStore, name: str, version: int | None = None) -> 
         uri = f"models:/{name}/{chosen.version}"
         service = store.get_feature_service(client.resolve_features(uri))
         model = client.mlflow.sklearn.load_model(uri)
-    return {"model": model, "service": service, "version": int(chosen.version),
+    return {"model": model, "predict": row_predictor(model), "service": service, "version": int(chosen.version),
             "registered_at": pd.Timestamp(chosen.creation_timestamp, unit="ms", tz="UTC"),
             "inputs": [f.name for p in service.feature_view_projections for f in p.features]}
 

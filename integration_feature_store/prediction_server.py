@@ -17,7 +17,6 @@ error line at start.
 import argparse
 from datetime import datetime, timezone
 
-import pandas as pd
 import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
@@ -34,7 +33,7 @@ class TripRequest(BaseModel):
 
 def app_for(store: FeatureStore, served: dict, name: str) -> FastAPI:
     """The app answering with the `served` model (see models.served_model) of `name`."""
-    service, model, inputs = served["service"], served["model"], served["inputs"]
+    service, rating_of, inputs = served["service"], served["predict"], served["inputs"]
     views = {view.name for view in store.list_feature_views()}
     stored = [f.name for p in service.feature_view_projections if p.name in views for f in p.features]
     app = FastAPI(title=f"{name} v{served['version']}")
@@ -45,14 +44,13 @@ def app_for(store: FeatureStore, served: dict, name: str) -> FastAPI:
         row = {"driver_id": trip.driver_id, "requested_at": trip.requested_at or now,
                "requested_trip_dist": trip.requested_trip_dist}
         online = store.get_online_features(features=service, entity_rows=[row]).to_dict(include_event_timestamps=True)
-        values = pd.DataFrame({name: online[name] for name in inputs})
-        stamps = [online[f"{name}__ts"][0] for name in stored if online[name][0] is not None]
+        stamps = [online[f"{feature}__ts"][0] for feature in stored if online[feature][0] is not None]
         return {
             "driver_id": trip.driver_id,
-            "rating": float(model.predict(models.input_matrix(values, inputs))[0]),
+            "rating": rating_of(models.input_row(online, inputs)),
             "model": name, "version": served["version"], "feature_service": service.name,
             "features_age_seconds": now.timestamp() - max(stamps) if stamps else None,
-            "missing_features": [name for name in inputs if online[name][0] is None],
+            "missing_features": [feature for feature in inputs if online[feature][0] is None],
         }
 
     return app
@@ -67,7 +65,8 @@ def main() -> None:
     store = FeatureStore(repo_path=str(repo.path))
     name = repo.inputs["model_name"]
     served = models.served_model(store, name, models.version_asked())
-    print(f"Serving {name} version {served['version']} on feature service {served['service'].name}")
+    print(f"Serving {name} version {served['version']} on feature service {served['service'].name} "
+          f"({served['predict'].kind})")
     uvicorn.run(app_for(store, served, name), host=args.host, port=args.port, log_level="warning")
 
 
