@@ -766,22 +766,25 @@ def bench_model_training(folder: Path, sizes: list[int]) -> Path:
 
 def predict_child(repo: Path) -> None:
     """In a fresh process: the in-process costs of one prediction, ROUNDS interleaved rounds of
-    1,000: the online read through the model's feature service (held), and the model's predict
-    of one row. Prints each one's p50 and p99 per round."""
+    1,000: the online read through the model's feature service (held), and the prediction of one
+    row by the served predictor (compiled trees) and by scikit-learn's predict. Prints each one's
+    p50 and p99 per round."""
     from feast import FeatureStore
 
     store = FeatureStore(repo_path=str(repo))
     served = models.served_model(store, "trip_rating_model")
     row = {"driver_id": 1001, "requested_at": REQUESTED_AT, "requested_trip_dist": 3.0}
-    frame = store.get_online_features(features=served["service"], entity_rows=[row]).to_df()
-    matrix = models.input_matrix(frame, served["inputs"])
+    online = store.get_online_features(features=served["service"], entity_rows=[row]).to_dict()
+    values = models.input_row(online, served["inputs"])
+    matrix = models.input_matrix(pd.DataFrame(online), served["inputs"])
     reads = {"read": lambda: store.get_online_features(features=served["service"], entity_rows=[row]),
-             "predict": lambda: served["model"].predict(matrix)}
+             "predict": lambda: served["predict"](values),
+             "scikit-learn": lambda: served["model"].predict(matrix)}
     result = {case: [] for case in reads}
     for _ in range(ROUNDS):
         for case, read in reads.items():
             result[case].append(percentiles_ms(read))
-    print(json.dumps(result))
+    print(json.dumps({**result, "kind": served["predict"].kind}))
 
 
 def answered(port: int, path: str, body: bytes) -> bool:
@@ -826,7 +829,8 @@ def bench_prediction(repo: Path) -> None:
             record("model", f"{name}, 1 driver, {case}", p50 / 1000, f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors")
     in_process = run_child("--predict-child", repo, flags=("-O",))
     for case, label in (("read", "the online read through the model's service, in process"),
-                        ("predict", "the model's predict of one row, in process")):
+                        ("predict", f"the served predictor ({in_process['kind']}) on one row, in process"),
+                        ("scikit-learn", "scikit-learn's predict of one row, in process")):
         p50, p99 = median_of_rounds(in_process[case])
         record("model", label, p50 / 1000, f"p50 {p50:.3f} ms, p99 {p99:.3f} ms (python -O)")
     http_p50 = median_of_rounds(measured["POST /predict (prediction_server.py)"]["sequential"])[0]
