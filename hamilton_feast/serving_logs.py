@@ -59,10 +59,11 @@ def _utc(moment) -> pd.Timestamp | None:
 
 def _timestamps(values: list, arrow_type: pa.DataType) -> pa.Array:
     """Times as a log column of `arrow_type`, truncated to its unit (Feast logs seconds)."""
-    moments = [_utc(value) for value in values]
-    if arrow_type.tz is None:
-        moments = [None if moment is None else moment.tz_localize(None) for moment in moments]
-    return pa.array(moments, type=pa.timestamp("us", tz=arrow_type.tz)).cast(arrow_type, safe=False)
+    if not all(value is None or isinstance(value, datetime) for value in values):
+        moments = [_utc(value) for value in values]
+        values = [None if m is None else m.tz_localize(None) if arrow_type.tz is None else m for m in moments]
+    # pyarrow reads a zoned datetime as its instant, and one without a zone as UTC.
+    return pa.array(values, type=pa.timestamp("us", tz=arrow_type.tz)).cast(arrow_type, safe=False)
 
 
 class ServedFeatureLog:

@@ -20,16 +20,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import uvicorn
 import yaml
 from click.testing import CliRunner
 from this_repo import REPO, VIEW, applied_copy, saved_table
 
-from feast import FeatureStore, FeatureView
+from feast import FeatureService, FeatureStore, FeatureView
 from feast.cli.cli import cli as feast_cli
 from feast.data_source import PushMode
-from hamilton_feast import Repo
+from feast.feature_logging import LoggingConfig
+from feast.infra.offline_stores.file_source import FileLoggingDestination
+from hamilton_feast import Repo, serving_logs
 from hamilton_feast.testing import feature_server, free_port, prometheus_server, run, wait_until
 
 pytestmark = pytest.mark.xdist_group("monitoring")  # one worker: feast serve --metrics has one fixed port
@@ -77,6 +80,25 @@ def test_each_views_freshness_alert_fires_past_its_own_ttl():
     assert thresholds == {view.name: view.ttl.total_seconds() for view in views}
     unknown = rule("FeatureFreshnessUnknown")["expr"]
     assert all(f'feature_view="{view.name}"' in unknown for view in views)
+
+
+def test_request_times_are_logged_as_instants_whatever_their_form():
+    """A request time arrives as epoch seconds (JSON clients), a zoned or a naive (UTC) datetime."""
+    moment = pd.Timestamp("2026-03-08 13:30:00", tz="UTC")
+    forms = [int(moment.timestamp()), moment.tz_convert("Europe/Berlin").to_pydatetime(),
+             moment.tz_localize(None).to_pydatetime(), None]
+    for arrow_type in (pa.timestamp("s"), pa.timestamp("s", tz="UTC")):
+        logged = serving_logs._timestamps(forms, arrow_type).to_pylist()
+        expected = moment.to_pydatetime() if arrow_type.tz else moment.tz_localize(None).to_pydatetime()
+        assert logged == [expected, expected, expected, None], arrow_type
+
+
+@pytest.mark.parametrize("path, refused", [("data/serving_logs", "relative path"), (None, "no logging_config")])
+def test_a_service_logging_nowhere_readable_is_refused_naming_it(path, refused):
+    logging = LoggingConfig(destination=FileLoggingDestination(path=path)) if path else None
+    service = FeatureService(name="logged_service", features=[], logging_config=logging)
+    with pytest.raises(ValueError, match=f"feature service 'logged_service' .*{refused}"):
+        serving_logs._destination(service)
 
 
 # --- the real servers --------------------------------------------------------------------------
