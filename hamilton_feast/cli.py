@@ -9,10 +9,13 @@
     hamilton-feast draw --check         # exit 1 if the committed pictures are not current
     hamilton-feast online --check       # is the online store empty or stale? exits 2 if so
     hamilton-feast online --reload      # reload each view's TTL window from the offline data
+    hamilton-feast drift                # how far served features moved from their baseline
+    hamilton-feast drift --check        # the same; exits 2 if any feature drifted
 
 The repo is the folder given by --repo (default: the current one): its settings.yaml lists the
-modules of its Hamilton DAG (`online` works in any Feast repo). Exit codes: 0 done, 1 error,
-2 changes found (`changes --check`) or an online store to reload (`online --check`).
+modules of its Hamilton DAG (`online` and `drift` work in any Feast repo). Exit codes: 0 done,
+1 error, 2 changes found (`changes --check`), an online store to reload (`online --check`) or a
+drifted feature (`drift --check`).
 """
 
 import argparse
@@ -20,7 +23,7 @@ import sys
 
 import pandas as pd
 
-from hamilton_feast import changes, drawing, feast_operations, lineage, models, online, script
+from hamilton_feast import changes, drawing, drift, feast_operations, lineage, models, online, script
 from hamilton_feast.read_only import store_that_writes_nothing
 from hamilton_feast.repo import Repo
 
@@ -49,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--reload", action="store_true", help="reload each view's TTL window")
     online_store.add_argument("--max-age", type=pd.Timedelta, metavar="AGE",
                               help="stale when last loaded longer ago, e.g. '2 hours' (default: the view's TTL)")
+    drifted = commands.add_parser("drift", help="served features against their baseline (after feast monitor run)")
+    drifted.add_argument("--service", action="append", metavar="NAME",
+                         help="a feature service (repeatable; default: every service that logs)")
+    drifted.add_argument("--check", action="store_true", help=f"exit {EXIT_CHANGED} if any feature drifted")
+    drifted.add_argument("--max-mean-shift", type=float, default=drift.MAX_MEAN_SHIFT, metavar="SD",
+                         help="drifted when a mean moved by more baseline standard deviations (default %(default)s)")
+    drifted.add_argument("--max-share-change", type=float, default=drift.MAX_SHARE_CHANGE, metavar="SHARE",
+                         help="drifted when a larger share of values changed category or null (default %(default)s)")
     return parser
 
 
@@ -70,9 +81,19 @@ def _online(args) -> int:
     return EXIT_CHANGED if any(health.problems for health in healths) else 0
 
 
+def _drift(args) -> int:
+    store = feast_operations.feature_store(args.repo, args.feature_store_yaml)
+    limits = {"max_mean_shift": args.max_mean_shift, "max_share_change": args.max_share_change}
+    drifts, not_compared = drift.drift(store, args.service, **limits)
+    print(drift.report(drifts, not_compared, **limits))
+    return EXIT_CHANGED if args.check and any(d.drifted for d in drifts) else 0
+
+
 def run(args) -> int:
     if args.command == "online":
         return _online(args)
+    if args.command == "drift":
+        return _drift(args)
     repo = Repo(args.repo, args.feature_store_yaml)
     if args.command == "draw":
         drawn = drawing.pictures(repo)
@@ -111,7 +132,7 @@ def run(args) -> int:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     script.quiet_hamilton_errors()
-    outcome = "cannot tell what changed" if args.command == "changes" else "nothing was done"
+    outcome = {"changes": "cannot tell what changed", "drift": "cannot tell what drifted"}.get(args.command, "nothing was done")
     try:
         exit_code = run(args)
     except script.EXPECTED_ERRORS as error:

@@ -67,7 +67,8 @@ def plan(
     `feast plan` prints it with `full_diff`; writes nothing."""
     with known_notices_hidden(), store_that_writes_nothing(feature_store, feature_store_yaml) as store:
         registry_diff, infra_diff, _ = store.plan(repo_contents)
-    registry = registry_diff.to_string() if full_diff else plans.summary(registry_diff)
+        logging_changes = plans.logging_changed(store.registry, store.project, repo_contents)
+    registry = registry_diff.to_string() if full_diff else plans.summary(registry_diff, logging_changes)
     return f"{registry}\n{infra_diff.to_string()}"
 
 
@@ -78,7 +79,8 @@ def registered(feature_store: FeatureStore, repo_contents: RepoContents, full_di
     print(f"Applying changes for project {feature_store.project}")
     registry, project = feature_store.registry, feature_store.project
     with known_notices_hidden(), registry_store.registry_locked(feature_store):
-        changes = plans.summary(diff_between(registry, project, repo_contents))
+        logging_changes = plans.logging_changed(registry, project, repo_contents)
+        changes = plans.summary(diff_between(registry, project, repo_contents), logging_changes)
         with contextlib.nullcontext() if full_diff else contextlib.redirect_stdout(io.StringIO()):
             apply_total_with_repo_instance(
                 feature_store, project, registry, repo_contents, skip_source_validation=False
@@ -90,6 +92,9 @@ def registered(feature_store: FeatureStore, repo_contents: RepoContents, full_di
         for view in repo_contents.on_demand_feature_views:
             if registry.get_on_demand_feature_view(view.name, project, allow_cache=False).tags != view.tags:
                 registry.apply_feature_view(view, project)
+        # Nor a change of a feature service's logging configuration alone.
+        for service in logging_changes:
+            registry.apply_feature_service(service, project)
     return repo_contents
 
 

@@ -8,8 +8,9 @@ property in protobuf text, is what `--full-diff` prints.
 
 import json
 
-from feast import FeatureView, OnDemandFeatureView
+from feast import FeatureService, FeatureView, OnDemandFeatureView
 from feast.diff.property_diff import TransitionType
+from feast.errors import FeatureServiceNotFoundException
 from feast.feature_view import DUMMY_ENTITY_NAME
 from hamilton_feast.changes import IGNORED, IGNORED_IN, _cleared, _schema_changes
 from hamilton_feast.lineage import CODE_VERSIONS_TAG
@@ -47,13 +48,33 @@ def _what_changed(diff) -> list[str]:
     return parts
 
 
-def summary(registry_diff) -> str:
+def logging_changed(registry, project: str, repo_contents) -> list[FeatureService]:
+    """The registered feature services whose logging configuration the code changes. Feast 0.67
+    compares services without it, so its plan shows no such change and its apply writes none."""
+    changed = []
+    for service in repo_contents.feature_services:
+        try:
+            current = registry.get_feature_service(service.name, project, allow_cache=False)
+        except FeatureServiceNotFoundException:
+            continue  # a new service is created whole, its logging included
+        if current.to_proto().spec.logging_config != service.to_proto().spec.logging_config:
+            changed.append(service)
+    return changed
+
+
+def summary(registry_diff, logging_changes: list[FeatureService] = ()) -> str:
     """The registry's changes, one line per object, in the words of Feast's plan ("Created
-    feature view x", "Updated entity y: ..."); "No changes to registry" when there are none."""
+    feature view x", "Updated entity y: ..."), with the `logging_changes` Feast's diff does not
+    see; "No changes to registry" when there are none."""
     verbs = {TransitionType.CREATE: "Created", TransitionType.DELETE: "Deleted", TransitionType.UPDATE: "Updated"}
+    unseen = {service.name for service in logging_changes}
     lines = []
     for diff in registry_diff.feast_object_diffs:
-        if diff.name == DUMMY_ENTITY_NAME or diff.transition_type == TransitionType.UNCHANGED:
+        if diff.name == DUMMY_ENTITY_NAME:
+            continue
+        if diff.transition_type == TransitionType.UNCHANGED:
+            if diff.name in unseen and isinstance(diff.new_feast_object, FeatureService):
+                lines.append(f"Updated {diff.feast_object_type.value} {diff.name}: logging_config")
             continue
         line = f"{verbs[diff.transition_type]} {diff.feast_object_type.value} {diff.name}"
         if diff.transition_type == TransitionType.UPDATE:

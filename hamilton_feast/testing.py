@@ -6,7 +6,9 @@ package is installed: so a repo's tests/ work in a copied folder as in this proj
 - `edit`: one exact replacement in a file; `killed`: a command SIGKILLed at a chosen moment;
 - `registry_objects`: a registry as comparable dictionaries;
 - `start_redis`, fixture `redis_server`: a real redis-server on 127.0.0.1 (for the session);
-- `feature_server`: `feast serve` on 127.0.0.1 with the serving settings of docs/serving.md;
+- `feature_server`: `feast serve` on 127.0.0.1 with the serving settings of docs/serving.md
+  (and `--metrics`);
+- `prometheus_server`: a real Prometheus on 127.0.0.1, scraping and alerting as a config says;
 - fixture `chromium`: a real headless Chromium, driven over its DevTools protocol (`Browser`).
 """
 
@@ -214,16 +216,36 @@ def redis_server():
 SERVE_ARGUMENTS = ["--workers", "2", "--no-access-log", "--max-requests", "100000", "--max-requests-jitter", "10000"]
 
 
+# Where `feast serve --metrics` serves its Prometheus metrics: Feast 0.67 has no option for it.
+FEAST_METRICS_PORT = 8000
+
+
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on `port` (on any interface, as Feast's metrics server binds)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Feast's server binds
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
 @contextlib.contextmanager
-def feature_server(repo_dir: Path, feature_store_yaml: str = "feature_store.yaml", env: dict | None = None):
-    """`feast serve` on the repo, on 127.0.0.1 and a free port, with docs/serving.md's settings;
-    yields its base URL once /health answers. Its output goes to data/feast_serve.log."""
+def feature_server(repo_dir: Path, feature_store_yaml: str = "feature_store.yaml", env: dict | None = None,
+                   metrics: bool = False):
+    """`feast serve` on the repo, on 127.0.0.1 and a free port, with docs/serving.md's settings
+    (and `--metrics`: Prometheus metrics on port FEAST_METRICS_PORT, which must be free); yields
+    its base URL once /health (and the metrics) answer. Its output goes to data/feast_serve.log."""
+    if metrics and not port_is_free(FEAST_METRICS_PORT):
+        pytest.fail(f"port {FEAST_METRICS_PORT} is taken: `feast serve --metrics` always serves its metrics there "
+                    "(feast 0.67); stop what listens on it")
     port = free_port()
     feast = str(Path(sys.executable).parent / "feast")
     log = open(repo_dir / "data" / "feast_serve.log", "w")
     process = subprocess.Popen(
         [feast, "--feature-store-yaml", feature_store_yaml, "serve", "--host", "127.0.0.1", "--port", str(port),
-         *SERVE_ARGUMENTS],
+         *SERVE_ARGUMENTS, *(["--metrics"] if metrics else [])],
         cwd=repo_dir, stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONOPTIMIZE": "1", **(env or {})},
     )
@@ -233,12 +255,50 @@ def feature_server(repo_dir: Path, feature_store_yaml: str = "feature_store.yaml
         with urllib.request.urlopen(base_url + "/health", timeout=2) as response:
             return response.status == 200
 
+    def metrics_served() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{FEAST_METRICS_PORT}/metrics", timeout=2) as response:
+            return response.status == 200
+
     try:
         wait_until(healthy, "feast serve", timeout_s=90, process=process)
+        if metrics:
+            wait_until(metrics_served, "feast serve's metrics", timeout_s=30, process=process)
         yield base_url
     finally:
         process.terminate()
         process.wait(timeout=20)
+        log.close()
+
+
+@contextlib.contextmanager
+def prometheus_server(config_file: Path, data_dir: Path):
+    """A real Prometheus on 127.0.0.1 and a free port, configured by `config_file` (scrape
+    targets, rule files), keeping its data in `data_dir`; yields its base URL once it is ready.
+    Prometheus must be installed (scripts/test.sh installs Debian's package): without it this
+    fails, it does not skip. Its output goes to `data_dir`/prometheus.log."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed: sudo apt-get install prometheus")
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = open(data_dir / "prometheus.log", "w")
+    process = subprocess.Popen(
+        [binary, f"--config.file={config_file}", f"--storage.tsdb.path={data_dir}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        with urllib.request.urlopen(base_url + "/-/ready", timeout=2) as response:
+            return response.status == 200
+
+    try:
+        wait_until(ready, "prometheus", timeout_s=60, process=process)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
         log.close()
 
 

@@ -6,6 +6,7 @@ view and the feature service.
 """
 
 from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
 from hamilton.function_modifiers import config
@@ -24,6 +25,8 @@ from feast import (
     ValueType,
 )
 from feast.data_source import DataSource
+from feast.feature_logging import LoggingConfig
+from feast.infra.offline_stores.file_source import FileLoggingDestination
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.types import Float64, UnixTimestamp
 from hamilton_feast import feature_fields, udf_fields, udf_source
@@ -151,9 +154,13 @@ def trip_request_features(
 
 
 def trip_rating_model_v1(
-    driver_trip_stats: FeatureView, trip_request_features: OnDemandFeatureView
+    driver_trip_stats: FeatureView, trip_request_features: OnDemandFeatureView, serving_logs_path: Path
 ) -> FeatureService:
     """The features a rider-rating model uses: the driver's trip stats and the request's features."""
     return FeatureService(
-        name="trip_rating_model_v1", features=[driver_trip_stats, trip_request_features]
+        name="trip_rating_model_v1",
+        features=[driver_trip_stats, trip_request_features],
+        # Where the features served through this service are logged, as parquet files, for
+        # `feast monitor run --source-type log` (see docs/monitoring.md).
+        logging_config=LoggingConfig(destination=FileLoggingDestination(path=str(serving_logs_path))),
     )

@@ -11,10 +11,13 @@ from the model, not written here; the online features are read through it. `requ
 defaults to now. A driver the online store holds no features for is answered all the same, with
 the features it lacked listed: the model sends a missing feature down the branch its training
 rows without it took. A missing or mistyped field is a 422 naming it; no registered model, an
-error line at start.
+error line at start. What each request read is logged where the service's `logging_config` says
+(settings.yaml's `serving_logs_path`), for `feast monitor run --source-type log`
+(docs/monitoring.md).
 """
 
 import argparse
+import contextlib
 from datetime import datetime, timezone
 
 import uvicorn
@@ -23,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from feast import FeatureStore
 from hamilton_feast import Repo, models, script
+from hamilton_feast.serving_logs import ServedFeatureLog
 
 
 class TripRequest(BaseModel):
@@ -36,14 +40,24 @@ def app_for(store: FeatureStore, served: dict, name: str) -> FastAPI:
     service, rating_of, inputs = served["service"], served["predict"], served["inputs"]
     views = {view.name for view in store.list_feature_views()}
     stored = [f.name for p in service.feature_view_projections if p.name in views for f in p.features]
-    app = FastAPI(title=f"{name} v{served['version']}")
+    log = ServedFeatureLog(store, service) if service.logging_config else None
+
+    @contextlib.asynccontextmanager
+    async def serving_log_written(app: FastAPI):
+        with log or contextlib.nullcontext():  # written in batches; the rest at shutdown
+            yield
+
+    app = FastAPI(title=f"{name} v{served['version']}", lifespan=serving_log_written)
 
     @app.post("/predict")
     def predict(trip: TripRequest) -> dict:
         now = datetime.now(timezone.utc)
         row = {"driver_id": trip.driver_id, "requested_at": trip.requested_at or now,
                "requested_trip_dist": trip.requested_trip_dist}
-        online = store.get_online_features(features=service, entity_rows=[row]).to_dict(include_event_timestamps=True)
+        response = store.get_online_features(features=service, entity_rows=[row])
+        if log is not None:
+            log.record([row], response)
+        online = response.to_dict(include_event_timestamps=True)
         stamps = [online[f"{feature}__ts"][0] for feature in stored if online[feature][0] is not None]
         return {
             "driver_id": trip.driver_id,

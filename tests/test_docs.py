@@ -306,6 +306,8 @@ def check(command: list[str], shell: Shell, lenient: bool = False) -> list[str]:
         if not argv or not (Path(sys.executable).parent / f"jupyter-{argv[0]}").exists():
             return [f"jupyter {' '.join(argv[:1])}: no such jupyter command installed"]
         return [f"{path} is not in {_where(folder)}" for path in argv[1:] if not (folder / path).exists()]
+    if name in ("prometheus", "promtool"):  # Prometheus's own (Debian's prometheus package): their files must exist
+        return _files_named(argv, folder)
     if name in ("pytest", "diff"):
         return [f"{path} is not in {_where(folder)}" for path in argv
                 if not path.startswith("-") and not (folder / path).exists()]

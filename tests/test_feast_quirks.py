@@ -10,7 +10,10 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from feast import Entity, FeatureStore, FeatureView, Field, FileSource, OnDemandFeatureView, Project, RepoConfig, ValueType
+from feast import (Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, OnDemandFeatureView, Project,
+                   RepoConfig, ValueType)
+from feast.feature_logging import LoggingConfig
+from feast.infra.offline_stores.file_source import FileLoggingDestination
 from feast.repo_config import RegistryConfig
 from feast.repo_operations import apply_total_with_repo_instance
 from feast.types import Float64, Json
@@ -60,6 +63,25 @@ def test_feast_applies_no_change_of_tags_alone_to_an_on_demand_view_and_register
     assert read() == {"version": "1"}, "Feast now applies tag-only changes: drop the workaround in registered"
     feast_operations.registered(store, objects.repo_contents(definitions(tmp_path, {"version": "2"}), "quirks"))
     assert read() == {"version": "2"}
+
+
+def test_feast_applies_no_change_of_a_feature_services_logging_alone_and_registered_does(tmp_path, capsys):
+    def service(logged: bool) -> FeatureService:
+        logging = LoggingConfig(destination=FileLoggingDestination(path=str(tmp_path / "logs"))) if logged else None
+        return FeatureService(name="service", features=[definitions(tmp_path, {})[3]], logging_config=logging)
+
+    store = throwaway_store(tmp_path)
+    register(store, [*definitions(tmp_path, {}), service(logged=False)])
+    logged = objects.repo_contents([*definitions(tmp_path, {}), service(logged=True)], "quirks")
+    registry_diff, _, _ = store.plan(logged)
+    assert {d.name: d.transition_type.name for d in registry_diff.feast_object_diffs}["service"] == "UNCHANGED"
+    register(store, [*definitions(tmp_path, {}), service(logged=True)])
+    read = lambda: store.registry.get_feature_service("service", "quirks", allow_cache=False).logging_config  # noqa: E731
+    assert read() is None, "Feast now applies logging-only changes: drop the workaround in registered"
+    capsys.readouterr()
+    feast_operations.registered(store, objects.repo_contents([*definitions(tmp_path, {}), service(logged=True)], "quirks"))
+    assert "Updated feature service service: logging_config" in capsys.readouterr().out
+    assert read().destination.path == str(tmp_path / "logs")
 
 
 def test_an_on_demand_field_with_a_description_fails_apply(tmp_path):
