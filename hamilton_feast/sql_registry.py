@@ -85,14 +85,14 @@ class _OneTransaction:
             yield self.connection
 
 
-def _lock_key(project: str) -> int:
+def lock_key(project: str) -> int:
     return int.from_bytes(hashlib.sha256(project.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
 def _take_lock(connection, project: str) -> None:
     """The project's advisory lock, for this transaction; waiting, saying for whom, while
     another run holds it."""
-    key = {"namespace": LOCK_NAMESPACE, "key": _lock_key(project)}
+    key = {"namespace": LOCK_NAMESPACE, "key": lock_key(project)}
     if connection.execute(text("SELECT pg_try_advisory_xact_lock(:namespace, :key)"), key).scalar():
         return
     holder = connection.execute(text(

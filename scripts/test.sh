@@ -3,9 +3,11 @@
 # run left every tracked file as it was. Arguments are passed on to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Java 17 for the Spark tests (pytest -k test_spark) and chromium for the Feast UI test
-# (pytest -k test_feast_ui), which fail loudly without them.
-source scripts/ensure-system-packages.sh graphviz:dot redis-server:redis-server openjdk-17-jre-headless:java chromium:chromium
+# Java 17 for the Spark tests (pytest -k test_spark), chromium for the Feast UI test
+# (pytest -k test_feast_ui) and PostgreSQL for the shared registry's (pytest -k postgres; its
+# server programs are off the PATH, pg_ctlcluster comes with them), which fail loudly without them.
+source scripts/ensure-system-packages.sh graphviz:dot redis-server:redis-server openjdk-17-jre-headless:java chromium:chromium \
+    postgresql:pg_ctlcluster
 # The notebook extra too: the notebook tests execute them, and tests/test_docs.py checks that the
 # `jupyter lab` the docs name is installed.
 source scripts/setup-env.sh test,spark,model,notebook
