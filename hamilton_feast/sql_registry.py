@@ -112,8 +112,11 @@ def _name(connection, name: str) -> None:
 @contextlib.contextmanager
 def one_transaction(store: FeatureStore):
     """The block's registry reads and writes in one transaction, one run at a time (see above);
-    a database lost meanwhile is an error of one line, the registry left as it was."""
+    a database lost meanwhile is an error of one line."""
     registry = connected(store).registry
+    if isinstance(registry.write_engine, _OneTransaction):  # already inside one (a load within an apply)
+        yield
+        return
     engines = registry.write_engine, registry.read_engine
     cache = registry.cached_registry_proto, registry.cached_registry_proto_created
     try:
@@ -131,8 +134,8 @@ def one_transaction(store: FeatureStore):
                 registry.write_engine, registry.read_engine = engines
     except exc.OperationalError as error:
         registry.cached_registry_proto, registry.cached_registry_proto_created = cache
-        raise ValueError(f"the registry database {where(store)} failed: {_reason(error)}; the transaction was "
-                         "rolled back, the registry is as it was") from None
+        raise ValueError(f"the registry database {where(store)} failed during the run: {_reason(error)}; run it "
+                         "again once the database is back (what was not committed was rolled back)") from None
     except BaseException:
         registry.cached_registry_proto, registry.cached_registry_proto_created = cache  # what is committed
         raise

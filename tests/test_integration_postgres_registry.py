@@ -85,6 +85,7 @@ def test_an_apply_is_one_transaction_where_feasts_sql_registry_commits_object_by
                 apply_total_with_repo_instance(store, store.project, store.registry, contents,
                                                skip_source_validation=False)
         found[how] = (len(writes), set(team.registered(team.main, database)))
+    print(f"transactions that write, per apply: {', '.join(f'{how}: {n}' for how, (n, _) in found.items())}")
     assert found["Feast's apply"][0] > 10, found
     assert found["registered"][0] == 1, found
     assert found["Feast's apply"][1] == found["registered"][1]
