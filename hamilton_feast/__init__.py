@@ -6,7 +6,8 @@
   declare (objects.py);
 - `windows`: trailing time windows in linear time on every core;
 - `atomic`, `registry_store`: tables and the registry written so that a killed run never leaves
-  them half-written; the registry checked when read;
+  them half-written; the registry checked when read; `sql_registry`: the same on Feast's SQL
+  registry (PostgreSQL), each apply or load one transaction;
 - `online`: the online store checked against the registry, and reloaded;
 - lineage, change detection, OpenLineage, pictures, fast training sets and Spark, behind the
   `hamilton-feast` command (cli.py).

@@ -280,7 +280,9 @@ def refresh(store: FeatureStore, repo, changes: Changes) -> None:
         & set(repo.saved_table_paths)
     )
     print(f"Recomputing: {', '.join(recompute) or 'nothing'} (for {', '.join(names) or 'no view'})")
-    kept = {node: found for node, found in repo.saved_tables_found().items() if node not in recompute}
+    kept = {}  # the tables saved last, for the views not recomputed (none saved yet on a first refresh)
+    if set(repo.saved_table_paths) - set(recompute):
+        kept = {node: found for node, found in repo.saved_tables_found().items() if node not in recompute}
     print(f"Applying changes for project {store.project}")
     with contextlib.redirect_stdout(io.StringIO()):  # Feast lists every changed property
         dr.execute(["registered"], inputs=repo.inputs, overrides=kept)

@@ -23,7 +23,7 @@ from feast import FeatureService, FeatureStore
 from feast.diff.registry_diff import diff_between
 from feast.repo_contents import RepoContents
 from feast.repo_operations import apply_total_with_repo_instance
-from hamilton_feast import objects, plans, registry_store, training_sets
+from hamilton_feast import objects, plans, registry_store, sql_registry, training_sets
 from hamilton_feast.notices import known_notices_hidden
 from hamilton_feast.read_only import store_that_writes_nothing
 
@@ -33,8 +33,10 @@ OUTPUT_OPTIONS = ("full_diff",)
 
 
 def feature_store(repo_path: str, feature_store_yaml: str) -> FeatureStore:
-    """The Feast feature store of the repo, as its feature_store.yaml (or the file named) configures it."""
-    return FeatureStore(repo_path=repo_path, fs_yaml_file=Path(repo_path) / feature_store_yaml)
+    """The Feast feature store of the repo, as its feature_store.yaml (or the file named) configures
+    it; a SQL registry connected now, so that a database that cannot be reached stops a run
+    before it computes anything (this node is the first argument of those that register)."""
+    return sql_registry.connected(FeatureStore(repo_path=repo_path, fs_yaml_file=Path(repo_path) / feature_store_yaml))
 
 
 @resolve(

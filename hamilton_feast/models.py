@@ -199,7 +199,7 @@ def versions_using(store: FeatureStore, services: list[str]) -> list[str] | None
         return None
     if not _store_exists(store):
         return []
-    with _client(store) as client:
+    with known_notices_hidden(), _client(store) as client:  # SQLAlchemy's notice on opening the store
         versions = client.client.search_model_versions()
     return sorted(f"{v.name} v{v.version} ({v.tags[SERVICE_TAG]})" for v in versions
                   if v.tags.get(SERVICE_TAG) in services)

@@ -5,7 +5,8 @@ checked when read. A repo selects the store in its feature_store.yaml:
         path: data/registry.db
         registry_store_type: hamilton_feast.registry_store.AtomicFileRegistryStore
 
-`registry_locked(store)`: registration and materialization of one repo, one process at a time.
+`registry_locked(store)`: registration and materialization of one repo, one process at a time;
+on a SQL registry, each in one transaction (see sql_registry.py).
 """
 
 import contextlib
@@ -18,6 +19,7 @@ from google.protobuf.message import DecodeError
 
 from feast.infra.registry.file import FileRegistryStore
 from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
+from hamilton_feast import sql_registry
 from hamilton_feast.atomic import locked, replaced
 
 # The registry's digest, appended as protobuf field 1000 (bytes): Feast's own store and any
@@ -72,9 +74,12 @@ class AtomicFileRegistryStore(FileRegistryStore):
 
 
 def registry_locked(store):
-    """`locked` on a Feast store's file registry, for a block that writes it (apply, materialize):
-    another writer of the same repo waits. Other registries (SQL) handle their own writers."""
+    """For a block that writes a Feast store's registry (apply, materialize): `locked` on a file
+    registry, `sql_registry.one_transaction` on a SQL one; another writer of the same repo
+    waits. Remote files (s3://, gs://) are left to their store."""
     registry = store.config.registry
+    if sql_registry.is_sql(store):
+        return sql_registry.one_transaction(store)
     if registry.registry_type != "file" or "://" in registry.path:
         return contextlib.nullcontext()
     return locked(Path(store.repo_path) / registry.path)

@@ -74,9 +74,28 @@ def feast_objects(path: str) -> dict:
     quiet_hamilton_errors()
     try:
         with known_notices_hidden():
-            return Repo(path).feast_objects()
+            repo = Repo(path)
+            _refuse_feast_apply_on_a_sql_registry(repo)
+            return repo.feast_objects()
     except EXPECTED_ERRORS as error:
         raise SystemExit(error_lines(error)) from None
+
+
+def _refuse_feast_apply_on_a_sql_registry(repo) -> None:
+    """`feast apply` writes a SQL registry object by object, each in a transaction of its own (a
+    killed run leaves part of a registration): refused, pointing to apply.py, which registers in
+    one transaction (sql_registry.py). `feast plan` writes nothing and is left alone."""
+    import click
+    import yaml
+
+    context = click.get_current_context(silent=True)
+    registry = yaml.safe_load((repo.path / repo.feature_store_yaml).read_text()).get("registry")
+    if context is not None and context.info_name == "apply" and isinstance(registry, dict) \
+            and registry.get("registry_type") == "sql":
+        raise ValueError(
+            f"`feast apply` would write the SQL registry of {repo.feature_store_yaml} object by object, each in a "
+            "transaction of its own, so that a killed run leaves part of a registration; run `python apply.py "
+            f"--feature-store-yaml {repo.feature_store_yaml}`, which registers in one transaction")
 
 
 def quiet_hamilton_errors() -> None:

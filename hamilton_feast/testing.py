@@ -6,6 +6,8 @@ package is installed: so a repo's tests/ work in a copied folder as in this proj
 - `edit`: one exact replacement in a file; `killed`: a command SIGKILLed at a chosen moment;
 - `registry_objects`: a registry as comparable dictionaries;
 - `start_redis`, fixture `redis_server`: a real redis-server on 127.0.0.1 (for the session);
+- `Postgres`, fixture `postgres_server`: a real PostgreSQL cluster on 127.0.0.1 in a temporary
+  folder (for the session), with a database per test (`new_database`);
 - `feature_server`: `feast serve` on 127.0.0.1 with the serving settings of docs/serving.md
   (and `--metrics`);
 - `prometheus_server`: a real Prometheus on 127.0.0.1, scraping and alerting as a config says;
@@ -17,6 +19,7 @@ import contextlib
 import json
 
 import hashlib
+import itertools
 import os
 import shutil
 import socket
@@ -208,6 +211,90 @@ def redis_server():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+class Postgres:
+    """A real PostgreSQL cluster of Debian's `postgresql` package, made by initdb in `folder` and
+    listening on 127.0.0.1:`port` only (its socket in `folder` too), with trust authentication for
+    the user `feast`. PostgreSQL refuses to run as root: as root, its commands run as the
+    package's `postgres` user. `start()` returns when it accepts connections; `stop()` is a fast
+    shutdown (as `systemctl stop` does); `new_database()` a database of its own for a test."""
+
+    USER = "feast"
+
+    def __init__(self, folder: Path, port: int):
+        self.folder, self.port = Path(folder), port
+        self.bin = self.binaries()
+        self.data, self.log = self.folder / "cluster", self.folder / "postgres.log"
+        self._names = itertools.count(1)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self.command("initdb", "-D", str(self.data), "-U", self.USER, "--auth=trust", "-E", "UTF8", "--no-sync")
+
+    @staticmethod
+    def binaries() -> Path:
+        """The folder of the server's programs: Debian keeps them in /usr/lib/postgresql/<version>/bin,
+        off the PATH (the newest version installed), else wherever initdb is on the PATH."""
+        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+        initdb = versions[-1] if versions else (Path(shutil.which("initdb")) if shutil.which("initdb") else None)
+        if initdb is None:
+            pytest.fail("PostgreSQL is not installed (no initdb): sudo apt-get install postgresql")
+        return initdb.parent
+
+    def command(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """One of the server's programs, as the `postgres` user when this is root."""
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        result = subprocess.run([*prefix, str(self.bin / program), *args], capture_output=True, text=True,
+                                timeout=120)
+        if check and result.returncode != 0:
+            log = self.log.read_text() if self.log.exists() else "(no log)"
+            pytest.fail(f"PostgreSQL: {program} {' '.join(args)} exited {result.returncode}\n"
+                        f"{result.stdout}{result.stderr}\n--- {self.log}\n{log[-3000:]}")
+        return result
+
+    def start(self) -> None:
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.folder} "
+                   "-c fsync=off -c full_page_writes=off")
+        self.command("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
+
+    def stop(self) -> None:
+        self.command("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def client(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """A client program (psql, pg_dump, createdb...) connected as `feast` over TCP."""
+        return self.command(program, "-h", "127.0.0.1", "-p", str(self.port), "-U", self.USER, *args, check=check)
+
+    def new_database(self, prefix: str = "registry") -> str:
+        """A new, empty database; its name."""
+        name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        self.client("createdb", name)
+        return name
+
+    def url(self, database: str) -> str:
+        """The SQLAlchemy URL of a database, with psycopg 3 (the driver Feast's postgres extra installs)."""
+        return f"postgresql+psycopg://{self.USER}@127.0.0.1:{self.port}/{database}"
+
+    def sql(self, database: str, statement: str) -> str:
+        """The rows a statement returns, as psql prints them unaligned (one line each, `|` between values)."""
+        return self.client("psql", "-d", database, "-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-c",
+                           statement).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL cluster (`Postgres`) for the session, on a free port, in a temporary
+    folder of its own (pytest's are private to root, which the `postgres` user cannot enter).
+    Debian's postgresql must be installed (scripts/test.sh installs it): without it this fails,
+    it does not skip."""
+    folder = Path(tempfile.mkdtemp(prefix="postgres-"))
+    try:
+        server = Postgres(folder, free_port())
+        server.start()
+        yield server
+        server.command("pg_ctl", "-D", str(server.data), "-m", "immediate", "stop", check=False)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # The serving settings of docs/serving.md: -O, two workers, no access log, and a recycling limit (by

@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Java 17 for the Spark tests (pytest -k test_spark), chromium for the Feast UI test
-# (pytest -k test_feast_ui) and Prometheus for the monitoring tests (tests/test_integration_monitoring.py),
-# which fail loudly without them.
+# (pytest -k test_feast_ui), Prometheus for the monitoring tests (tests/test_integration_monitoring.py)
+# and PostgreSQL for the shared registry's (pytest -k postgres; its server programs are off the
+# PATH, pg_ctlcluster comes with them), which fail loudly without them.
 source scripts/ensure-system-packages.sh graphviz:dot redis-server:redis-server openjdk-17-jre-headless:java chromium:chromium \
-    prometheus:prometheus
+    prometheus:prometheus postgresql:pg_ctlcluster
 # The notebook extra too: the notebook tests execute them, and tests/test_docs.py checks that the
 # `jupyter lab` the docs name is installed.
 source scripts/setup-env.sh test,spark,model,notebook
