@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from feast import FeatureStore, FeatureView, OnDemandFeatureView
 from feast.infra.registry.registry import FeastObjectType
 from google.protobuf.message import Message
-from hamilton_feast import lineage, models, objects, openlineage, registry_store
+from hamilton_feast import lineage, models, objects, online, openlineage
 from hamilton_feast.notices import known_notices_hidden
 
 EXIT_CHANGED = 2  # as `terraform plan -detailed-exitcode`: 1 is an error, 2 means changes
@@ -295,8 +295,7 @@ def refresh(store: FeatureStore, repo, changes: Changes) -> None:
             f"Re-materializing {change.name} from {start:%Y-%m-%d %H:%M} "
             f"to {end:%Y-%m-%d %H:%M} UTC"
         )
-        with known_notices_hidden(), registry_store.registry_locked(store):
-            store.materialize(start_date=start, end_date=end, feature_views=[change.name])
+        online.rematerialize(store, change.name, start, end)
     on_demand = [
         change.name
         for change in changes.views

@@ -69,8 +69,8 @@ def tracking_uri(store: FeatureStore) -> str:
     configuration only, never into the process environment, so that a process reading two repos
     (or starting another repo's server) keeps each repo's models apart."""
     if store.config.mlflow is None:  # Feast's MLflow client reads its settings from this block
-        raise ValueError(f"{Path(store.repo_path) / 'feature_store.yaml'} has no `mlflow:` block: add "
-                         "`mlflow: {enabled: false}` (runs are started by hamilton_feast.models)")
+        raise ValueError(f"the Feast configuration of {Path(store.repo_path)} in use has no `mlflow:` block: add "
+                         "`mlflow: {enabled: false}` to it (runs are started by hamilton_feast.models)")
     configured = store.config.mlflow.get_tracking_uri()
     if configured:
         return configured

@@ -14,6 +14,7 @@ with status PRESENT. So:
   data for a view without a TTL), whatever the registry says was loaded.
 """
 
+import contextlib
 import dataclasses
 from datetime import datetime, timedelta, timezone
 
@@ -118,6 +119,31 @@ def health_report(healths: list[ViewHealth]) -> str:
     return "\n".join(lines)
 
 
+def rematerialize(store: FeatureStore, view: str, start: datetime, end: datetime) -> None:
+    """Load `view`'s rows of (start, end] into the online store again, replacing what it holds
+    for the same event times: recomputed values (after a code change, or a store restarted with
+    stale rows) must overwrite the old ones. Feast's Redis store writes a row only when it is
+    newer than the stored one, so a rewrite would keep the old values, silently; while this
+    runs it writes every row (its `skip_dedup`). Under the registry's lock, as every write."""
+    with known_notices_hidden(), registry_store.registry_locked(store), _every_row_written(store):
+        store.materialize(start_date=start, end_date=end, feature_views=[view])
+
+
+@contextlib.contextmanager
+def _every_row_written(store: FeatureStore):
+    """The online store's deduplication by event time off while the block runs, where it has one."""
+    config = store.config.online_store
+    if not hasattr(config, "skip_dedup"):
+        yield
+        return
+    before = config.skip_dedup
+    config.skip_dedup = True
+    try:
+        yield
+    finally:
+        config.skip_dedup = before
+
+
 def reload(store: FeatureStore, end: datetime | None = None) -> list[tuple[str, datetime, datetime]]:
     """Load every online feature view from the offline data over its TTL window up to `end`
     (default: now), or from the epoch without a TTL; return what was loaded."""
@@ -127,8 +153,7 @@ def reload(store: FeatureStore, end: datetime | None = None) -> list[tuple[str, 
         start = end - view.ttl if view.ttl else EPOCH
         print(f"Reloading {view.name} from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
         try:
-            with known_notices_hidden(), registry_store.registry_locked(store):
-                store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+            rematerialize(store, view.name, start, end)
         except Exception as error:  # e.g. the online store is unreachable
             raise ValueError(
                 f"reloading {view.name} failed: {type(error).__name__}: {error}; run the reload "

@@ -14,16 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
-from this_repo import REPO, VIEW, applied_copy, saved_table
+from this_repo import CODE_EDIT, REPO, VIEW, applied_copy, saved_table
 
 from feast import FeatureStore
 from feast.data_source import PushMode
-from hamilton_feast.testing import copy_repo, feature_server, free_port, generate_data, run, start_redis
+from hamilton_feast.testing import copy_repo, edit, feature_server, free_port, generate_data, run, start_redis
 
 REDIS_YAML = "feature_store.redis.yaml"
 
 
-def test_redis_online_store_serves_materialized_and_pushed_features(redis_server, tmp_path, monkeypatch):
+def test_redis_online_store_serves_materialized_refreshed_and_pushed_features(redis_server, tmp_path, monkeypatch):
+    """Materialized rows; the same rows recomputed by changed code and refreshed (Feast's Redis
+    store keeps a stored row unless the new one is newer: the refresh must replace it); a push."""
     host, port = redis_server.split(":")
     client = redis.Redis(host=host, port=int(port))
     client.flushall()  # the server is shared by the session: start from nothing
@@ -44,6 +46,16 @@ def test_redis_online_store_serves_materialized_and_pushed_features(redis_server
     service = store.get_feature_service("trip_rating_model_v1")
     served = store.get_online_features(features=service, entity_rows=[request]).to_dict()
     assert served["driver_trips_24h"] == [latest.loc[driver_id, "driver_trips_24h"]]
+    assert served["month"] == [latest.loc[driver_id, "month"]]
+
+    original = edit(repo_dir / CODE_EDIT.file, CODE_EDIT.old, CODE_EDIT.new)  # month % 12 + 1
+    try:
+        run(["hamilton-feast", "--feature-store-yaml", REDIS_YAML, "changes", "--refresh"], cwd=repo_dir,
+            env={"REDIS_CONNECTION_STRING": redis_server})
+    finally:
+        (repo_dir / CODE_EDIT.file).write_text(original)
+    served = store.get_online_features(features=service, entity_rows=[request]).to_dict()
+    assert served["month"] == [latest.loc[driver_id, "month"] % 12 + 1], "the refresh left the old value online"
 
     pushed = table[table.driver_id == driver_id].tail(1).assign(
         event_timestamp=now.floor("us"), created=now.floor("us"), driver_trips_24h=4242

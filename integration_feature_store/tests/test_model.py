@@ -12,7 +12,8 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-from this_repo import CODE_EDIT, MODEL_DATA, applied_copy
+import yaml
+from this_repo import CODE_EDIT, MODEL_DATA, REPO, applied_copy
 
 from feast import FeatureStore
 from hamilton_feast import Repo, models, training_sets
@@ -20,6 +21,12 @@ from hamilton_feast.testing import edit, free_port, run, wait_until
 
 SERVICE = "trip_rating_model_v1"
 MODEL = "trip_rating_model"
+
+
+@pytest.mark.parametrize("configuration", sorted(path.name for path in REPO.glob("feature_store*.yaml")))
+def test_every_feast_configuration_of_the_repo_says_where_the_models_go(configuration):
+    """The change check reads the registered models through the configuration in use."""
+    assert "mlflow" in yaml.safe_load((REPO / configuration).read_text()), configuration
 
 
 @pytest.fixture(scope="module")
