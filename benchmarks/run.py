@@ -243,9 +243,10 @@ def spark_child(raw_path: Path, master: str, repeats: int) -> None:
             started = time.perf_counter()
             dr.execute(["saved_driver_trip_features"], inputs={**repo.inputs, "feature_store": store})
             times.append(time.perf_counter() - started)
+        tasks = len(list((repo_dir / "data" / "spark" / "driver_trip_features").glob("*.parquet")))  # a file each
         session.stop()
     print(json.dumps({"session_start": session_start, "check": check, "first": times[0],
-                      "warm": statistics.median(times[1:])}))
+                      "warm": statistics.median(times[1:]), "tasks": tasks}))
 
 
 def bench_spark(folder: Path, sizes: list[int], one_process: dict) -> None:
@@ -295,7 +296,8 @@ def bench_cluster(folder: Path, sizes: list[int]) -> None:
                 measured = run_child("--spark-child", raw_path, master, 3)
                 record("cluster", f"{label}: {name}, warm (same table)", measured["warm"],
                        f"x{measured['warm'] / alone:.1f} of one process; first run {measured['first']:.1f}, "
-                       f"JVM start {measured['session_start']:.1f}, executors started and checked {measured['check']:.1f}")
+                       f"JVM start {measured['session_start']:.1f}, executors started and checked "
+                       f"{measured['check']:.1f}; {measured['tasks']} tasks (ranges of time)")
             raw_path.unlink()
 
 

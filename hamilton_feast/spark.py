@@ -93,7 +93,9 @@ def session(feature_store: FeatureStore) -> SparkSession:
     `spark.pyspark.python` (by default this Python); the driver's temporary and warehouse folders
     in the repo's data/spark/, its log errors only; its time zone UTC. One per process: another
     configuration's `spark.master` is refused while a session runs."""
-    folder = Path(feature_store.repo_path) / "data" / "spark"
+    # The configuration's repo folder (a store made from a RepoConfig has the working directory as
+    # its own repo_path).
+    folder = Path(feature_store.config.repo_path or feature_store.repo_path) / "data" / "spark"
     conf = {
         "spark.app.name": feature_store.project,
         "spark.local.dir": str(folder / "tmp"),

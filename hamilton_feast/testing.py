@@ -396,6 +396,7 @@ def spark_cluster(folder: Path, workers: int = 2, cores: int = 1, memory: str = 
     without the shared mount (this needs root with CAP_SYS_ADMIN; the cluster is started without
     it otherwise, and `hidden` is None). Fails, with the logs, if the cluster does not start."""
     spark_class, folder = _spark_class(), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     port, web_port = free_port(), free_port()
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1"}
     processes, logs, hidden = [], [], None
