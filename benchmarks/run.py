@@ -9,7 +9,8 @@ Measured, each as a ratio taken in the same run:
    saved table per node at 1M and 10M trips (500 drivers, 30 days), with the growth and the peak
    memory of each size's process;
    and the same saved table computed by Spark in local mode on 1 and 2 cores (100k, 1M, 10M
-   trips), with what the partitioning predicts for more executor cores (an estimate);
+   trips), with what the partitioning predicts for more executor cores (an estimate); and on a
+   Spark standalone cluster of two one-core workers on this machine beside local[2] (100k, 1M);
 2. training sets: Feast's DuckDB offline store (the integration repo's) and file offline store
    (the template's; at 10k rows only: at 100k it was killed for memory) and the integration
    repo's get_training_set vs a hand-written DuckDB ASOF JOIN with the same semantics, the
@@ -207,8 +208,12 @@ SPARK_MASTERS = ["local[1]", "local[2]"]
 
 def spark_child(raw_path: Path, master: str, repeats: int) -> None:
     """In a fresh process: a copy of the integration repo with feature_store.spark.yaml pointed
-    at `master`; the JVM's start, then the saved table computed and written by Spark `repeats`
-    times (the first of them pays Spark's warm-up); print the times as JSON."""
+    at `master` (a cluster's with the driver's address, as docs/scale.md says); the JVM's start,
+    on a cluster the check of its executors (their start included), then the saved table computed
+    and written by Spark `repeats` times (the first of them pays Spark's warm-up); print the times
+    as JSON."""
+    import yaml
+
     from hamilton_feast import spark as on_spark
     from hamilton_feast.testing import copy_repo
 
@@ -217,21 +222,31 @@ def spark_child(raw_path: Path, master: str, repeats: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         repo_dir = copy_repo(REPO, Path(folder))
         config = repo_dir / "feature_store.spark.yaml"
-        config.write_text(config.read_text().replace('"local[2]"', f'"{master}"'))
+        settings = yaml.safe_load(config.read_text())
+        settings["offline_store"]["spark_conf"]["spark.master"] = master
+        if master.startswith("spark://"):
+            settings["offline_store"]["spark_conf"]["spark.driver.host"] = "127.0.0.1"
+        config.write_text(yaml.safe_dump(settings))
         (repo_dir / "data").mkdir()
         (repo_dir / "data" / "raw_trips.parquet").symlink_to(raw_path)
         started = time.perf_counter()
         store = FeatureStore(repo_path=str(repo_dir), fs_yaml_file=config)
-        on_spark.session(store)
+        session = on_spark.session(store)
         session_start = time.perf_counter() - started
         repo = Repo(repo_dir, "feature_store.spark.yaml")
         dr = driver.Builder().with_modules(*repo.modules, repo.saved_tables).with_config(repo.hamilton_config).build()
+        started = time.perf_counter()
+        dr.execute(["spark_session"], inputs={**repo.inputs, "feature_store": store})
+        check = time.perf_counter() - started
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
             dr.execute(["saved_driver_trip_features"], inputs={**repo.inputs, "feature_store": store})
             times.append(time.perf_counter() - started)
-    print(json.dumps({"session_start": session_start, "first": times[0], "warm": statistics.median(times[1:])}))
+        tasks = len(list((repo_dir / "data" / "spark" / "driver_trip_features").glob("*.parquet")))  # a file each
+        session.stop()
+    print(json.dumps({"session_start": session_start, "check": check, "first": times[0],
+                      "warm": statistics.median(times[1:]), "tasks": tasks}))
 
 
 def bench_spark(folder: Path, sizes: list[int], one_process: dict) -> None:
@@ -262,6 +277,28 @@ def bench_spark(folder: Path, sizes: list[int], one_process: dict) -> None:
         predicted = serial + parallel / min(cores, ranges)
         record("spark", f"{largest / 1e6:g}M trips: {cores} executor cores, PREDICTED", predicted,
                f"estimate: {serial:.1f} s serial + {parallel:.1f} s / min(cores, {ranges} time ranges)")
+
+
+
+def bench_cluster(folder: Path, sizes: list[int]) -> None:
+    """The saved table in one process, on Spark local[2], and on a Spark standalone cluster of two
+    workers of one core each (started as docs/scale.md says, on this machine), each size in a
+    fresh process per case, interleaved: what the cluster's machinery costs over local mode."""
+    from hamilton_feast.testing import spark_cluster
+
+    with spark_cluster(folder / "cluster") as cluster:
+        for trips in sizes:
+            raw_path = write_raw_trips(folder, trips)
+            label = f"{trips / 1e6:g}M trips"
+            alone = run_child("--scale-child", raw_path, 3)["TOTAL"]
+            record("cluster", f"{label}: one process (load, transforms, checks, save)", alone)
+            for name, master in (("Spark local[2]", "local[2]"), ("Spark cluster, 2 workers x 1 core", cluster.master)):
+                measured = run_child("--spark-child", raw_path, master, 3)
+                record("cluster", f"{label}: {name}, warm (same table)", measured["warm"],
+                       f"x{measured['warm'] / alone:.1f} of one process; first run {measured['first']:.1f}, "
+                       f"JVM start {measured['session_start']:.1f}, executors started and checked "
+                       f"{measured['check']:.1f}; {measured['tasks']} tasks (ranges of time)")
+            raw_path.unlink()
 
 
 # --- 2. training sets ----------------------------------------------------------------------
@@ -857,7 +894,8 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", action="store_true", help="also 10M trips and 1M entity rows")
-    parser.add_argument("--only", choices=["transforms", "scale", "spark", "training", "online", "model"], action="append",
+    parser.add_argument("--only", choices=["transforms", "scale", "spark", "cluster", "training", "online", "model"],
+                        action="append",
                         help="run only these sections (repeatable)")
     args = parser.parse_args()
     wanted = lambda section: not args.only or section in args.only
@@ -876,6 +914,10 @@ def main() -> None:
         print("1c. Spark, local mode (needs the spark extra and Java 17; a fresh process per case)")
         with tempfile.TemporaryDirectory() as folder:
             bench_spark(Path(folder), [100_000, 1_000_000, 10_000_000], one_process)
+    if wanted("cluster"):
+        print("1d. Spark on a standalone cluster of two workers on this machine (a fresh process per case)")
+        with tempfile.TemporaryDirectory() as folder:
+            bench_cluster(Path(folder), [100_000, 1_000_000])
     if wanted("training"):
         print(f"2. training sets (median of {RUNS} interleaved fresh processes each; peak = max RSS of those)")
         with tempfile.TemporaryDirectory() as folder:

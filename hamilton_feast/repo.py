@@ -301,7 +301,7 @@ class Repo:
             specs[table] = {"path": self.saved_table_paths[saver], "columns": columns[table],
                             "modules": module_files, "loader": loaders[0].name,
                             "loader_input": loader_inputs[0], "time_column": source.timestamp_field}
-        return spark.module(specs, **durations)
+        return spark.module(specs, **durations, feature_store_yaml=self.feature_store_yaml)
 
     # --- the saved tables ---
     def _readers(self, node: str, definitions: dict) -> tuple[list[DataSource], list[FeatureView]]:

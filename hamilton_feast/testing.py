@@ -11,17 +11,20 @@ package is installed: so a repo's tests/ work in a copied folder as in this proj
 - `feature_server`: `feast serve` on 127.0.0.1 with the serving settings of docs/serving.md
   (and `--metrics`);
 - `prometheus_server`: a real Prometheus on 127.0.0.1, scraping and alerting as a config says;
-- fixture `chromium`: a real headless Chromium, driven over its DevTools protocol (`Browser`).
+- fixture `chromium`: a real headless Chromium, driven over its DevTools protocol (`Browser`);
+- `spark_cluster`: a real Spark standalone cluster (a master, two workers) on 127.0.0.1.
 """
 
 import base64
 import contextlib
+import dataclasses
 import json
 
 import hashlib
 import itertools
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -496,3 +499,107 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+# What docs/scale.md has a Spark worker started with, besides its folders: the folders of finished
+# applications removed (here after a second, checked every second: the tests wait for it).
+SPARK_WORKER_CLEANUP = ("-Dspark.worker.cleanup.enabled=true -Dspark.worker.cleanup.interval={interval} "
+                        "-Dspark.worker.cleanup.appDataTtl={ttl}")
+
+
+@dataclasses.dataclass
+class SparkCluster:
+    """A Spark standalone cluster on 127.0.0.1 (`spark_cluster`): its master's URL, its web page,
+    each worker's folder (work/ holds the applications' folders, local/ their temporary files),
+    and the folder hidden from the last worker, if one was and it could be."""
+
+    master: str
+    web: str
+    workers: list[Path]
+    hidden: Path | None
+
+    def applications(self) -> dict:
+        """The master's account of the applications: {"activeapps": [...], "completedapps": [...]}."""
+        with urllib.request.urlopen(f"{self.web}/json/", timeout=5) as response:
+            return json.load(response)
+
+
+def _spark_class() -> str:
+    spark_class = Path(sys.executable).parent / "spark-class"
+    if not spark_class.is_file():
+        pytest.fail(f"{spark_class} does not exist: install the spark extra (pip install '.[spark]')")
+    if shutil.which("java") is None:
+        pytest.fail("java is not installed: sudo apt-get install openjdk-17-jre-headless")
+    return str(spark_class)
+
+
+@contextlib.contextmanager
+def spark_cluster(folder: Path, workers: int = 2, cores: int = 1, memory: str = "2g", hide: Path | None = None):
+    """A real Spark standalone cluster from the installed pyspark's `spark-class`, bound to
+    127.0.0.1: a master and `workers` workers of `cores` cores and `memory` each, started as
+    docs/scale.md starts them (SPARK_LOCAL_DIRS, a work folder, SPARK_WORKER_CLEANUP), their
+    folders and logs in `folder`; yields a SparkCluster once every worker is alive. With `hide`,
+    the last worker runs in a mount namespace of its own where `hide` is an empty tmpfs: a host
+    without the shared mount (this needs root with CAP_SYS_ADMIN; the cluster is started without
+    it otherwise, and `hidden` is None). Fails, with the logs, if the cluster does not start."""
+    spark_class, folder = _spark_class(), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    port, web_port = free_port(), free_port()
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1"}
+    processes, logs, hidden = [], [], None
+
+    def start(name: str, command: list[str], extra_env: dict) -> subprocess.Popen:
+        log = open(folder / f"{name}.log", "w")
+        logs.append(log)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**env, **extra_env},
+                                   start_new_session=True)
+        processes.append(process)
+        return process
+
+    cluster = SparkCluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{web_port}", [], None)
+    try:
+        start("master", [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                         "--port", str(port), "--webui-port", str(web_port)], {})
+        for number in range(1, workers + 1):
+            home = folder / f"worker{number}"
+            (home / "work").mkdir(parents=True)
+            (home / "local").mkdir()
+            command = [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                       "--cores", str(cores), "--memory", memory, "--work-dir", str(home / "work"),
+                       "--webui-port", "0", cluster.master]
+            worker_env = {"SPARK_LOCAL_DIRS": str(home / "local"),
+                          "SPARK_WORKER_OPTS": SPARK_WORKER_CLEANUP.format(interval=1, ttl=1)}
+            if hide is not None and number == workers:
+                Path(hide).mkdir(parents=True, exist_ok=True)
+                probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True)
+                if probe.returncode == 0:
+                    command = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                               'mount -t tmpfs tmpfs "$0" && exec "$@"', str(hide), *command]
+                    hidden = Path(hide)
+            start(f"worker{number}", command, worker_env)
+            cluster.workers.append(home)
+
+        def alive() -> bool:
+            if any(p.poll() is not None for p in processes):
+                return True  # reported below
+            return cluster.applications()["aliveworkers"] == workers
+
+        wait_until(alive, "the Spark master and workers", timeout_s=120)
+        stopped = [(p, log) for p, log in zip(processes, logs) if p.poll() is not None]
+        if stopped:
+            pytest.fail("a Spark process of the cluster exited: " + "\n".join(
+                f"{Path(log.name).name}:\n{Path(log.name).read_text()[-3000:]}" for _, log in stopped))
+        cluster.hidden = hidden
+        yield cluster
+    finally:
+        for process in reversed(processes):  # workers first: each stops its executors
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in reversed(processes):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for log in logs:
+            log.close()

@@ -308,6 +308,10 @@ def check(command: list[str], shell: Shell, lenient: bool = False) -> list[str]:
         return [f"{path} is not in {_where(folder)}" for path in argv[1:] if not (folder / path).exists()]
     if name in ("prometheus", "promtool"):  # Prometheus's own (Debian's prometheus package): their files must exist
         return _files_named(argv, folder)
+    if name == "spark-class":  # pyspark's, starting a standalone cluster's master or worker
+        installed = (Path(sys.executable).parent / name).is_file()
+        known = argv[:1] in (["org.apache.spark.deploy.master.Master"], ["org.apache.spark.deploy.worker.Worker"])
+        return [] if installed and known else [f"spark-class {' '.join(argv[:1])}: not pyspark's master or worker"]
     if name in ("pytest", "diff"):
         return [f"{path} is not in {_where(folder)}" for path in argv
                 if not path.startswith("-") and not (folder / path).exists()]
@@ -349,6 +353,7 @@ def test_the_command_checker_tells_a_broken_command():
         (["pip", "install", ".[sparks]", "-c", "constraints.txt"], ROOT),
         (["./scripts/deploy.sh"], ROOT),
         (["cd", "integration_store"], ROOT),
+        (["spark-class", "org.apache.spark.deploy.worker.Workers"], ROOT),
     ]
     for command, folder in broken:
         assert check(command, Shell(folder)), f"not caught: {' '.join(command)} in {folder.name}"
