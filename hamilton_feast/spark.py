@@ -7,7 +7,8 @@ table is computed by Spark (see settings.yaml's `spark:` section):
 - the rows are split into ranges of event time (`time_partitions`), each padded with the rows of
   `window_overlap` before it, so that every trailing window of its own rows is whole;
 - every range runs the repo's Hamilton DAG (the same modules, functions and @check_output
-  checks) in a pandas function on an executor, and keeps the rows of its own range;
+  checks) in a pandas function on an executor, and keeps the rows of its own range (padding.py,
+  which the stream's micro-batches use too);
 - Spark writes the table as a folder of parquet files, through a Hamilton data saver.
 
 So there is no second copy of the feature logic, and the values equal the one-process run's:
@@ -42,7 +43,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from feast import FeatureStore
-from hamilton_feast import atomic, saved_tables
+from hamilton_feast import atomic, padding, saved_tables
 
 ROW, PART = "__row", "__part"  # the file order of a raw row; the range of time it is computed in
 
@@ -131,10 +132,10 @@ def _range_of_rows(table: str, columns: list[str], modules: list[str], loader: s
         for column in rows.columns:  # Spark hands timestamps over without a zone: they are UTC
             if pd.api.types.is_datetime64_dtype(rows[column]):
                 rows[column] = rows[column].dt.tz_localize("UTC")
-        computed = dag.execute([table], overrides={loader: rows.drop(columns=[ROW, PART])})[table]
-        computed[ROW] = rows[ROW].to_numpy()
-        own = computed[time_column].array.as_unit("us").asi8 >= start
-        return computed[own].reset_index(drop=True)
+        own = rows[time_column].array.as_unit("us").asi8 >= start
+        kept = padding.computed(dag, table, loader, rows.drop(columns=[ROW, PART]), own, time_column)
+        kept[ROW] = rows[ROW].to_numpy()[own]
+        return kept
 
     return compute
 
