@@ -192,4 +192,4 @@ def check_stream(repo_path: Path, max_lag: timedelta, now: datetime | None = Non
 
 
 def _rounded(age: timedelta) -> timedelta:
-    return timedelta(seconds=round(age.total_seconds(), 1))
+    return timedelta(seconds=round(age.total_seconds()))

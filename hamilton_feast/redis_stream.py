@@ -24,6 +24,7 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 URL_VARIABLE = "STREAM_REDIS_URL"  # where the stream's Redis is, when not given on the command line
 CONSUMER = "stream.py"  # the group's one consumer: a fixed name, so a restart reads its own pending entries
 ID_FIELD, REASON_FIELD = "_stream_id", "_reason"  # added to a dead letter's fields
+GOING_ON = "Start the consumer with --accept-loss to go on with what the stream holds now"
 
 
 class StreamLost(ValueError):
@@ -95,7 +96,7 @@ class RedisStream:
         group = self._group()
         lost = self._loss(group, read_before)
         if lost and not accept_loss:
-            raise StreamLost(f"{lost}. Start with --accept-loss to go on with what the stream holds now")
+            raise StreamLost(f"{lost}. {GOING_ON}")
         if lost:
             print(f"Going on although {lost[0].lower()}{lost[1:]} (--accept-loss)", file=sys.stderr, flush=True)
         if group is None:
@@ -133,7 +134,7 @@ class RedisStream:
             return
         lost = self._loss(self._group(), self.read_up_to)
         if lost:
-            raise StreamLost(lost)
+            raise StreamLost(f"{lost}. {GOING_ON}")
         print(f"Redis at {shown(self.url)} restarted with its data; going on", file=sys.stderr, flush=True)
         self.run_id = run_id
 
@@ -154,7 +155,7 @@ class RedisStream:
             except self._response_error as error:
                 if str(error).startswith("NOGROUP"):
                     lost = self._loss(None, self.read_up_to) or f"{self}: {error}"
-                    raise StreamLost(lost) from None
+                    raise StreamLost(f"{lost}. {GOING_ON}") from None
                 raise
         if said and checking and self.run_id is not None:
             self._check_same_server()
@@ -216,12 +217,15 @@ class RedisStream:
     # --- the producer's side -------------------------------------------------------------
     def publish(self, events: list[dict[str, str]]) -> list[str]:
         """Append the events to the stream; their ids."""
+        def send(chunk):
+            pipe = self.client.pipeline(transaction=False)
+            for fields in chunk:
+                pipe.xadd(self.name, fields)
+            return pipe.execute()
+
         ids = []
         for start in range(0, len(events), 1000):
-            pipe = self.client.pipeline(transaction=False)
-            for fields in events[start:start + 1000]:
-                pipe.xadd(self.name, fields)
-            ids += self._call(pipe.execute)
+            ids += self._call(lambda: send(events[start:start + 1000]))
         return ids
 
     def replay(self, events: list[dict[str, str]], rate: float, on_published=None) -> float:

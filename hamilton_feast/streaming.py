@@ -36,6 +36,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -51,7 +52,7 @@ from hamilton.data_quality.base import DataValidationError
 
 from feast import FeatureStore
 from feast.data_source import PushMode
-from hamilton_feast import atomic, events, padding, redis_stream
+from hamilton_feast import atomic, events, padding, redis_stream, script
 from hamilton_feast.notices import known_notices_hidden
 from hamilton_feast.redis_stream import Event, RedisStream, StreamLost
 
@@ -117,6 +118,7 @@ class MicroBatches:
             raise ValueError(f"saved table {self.spec.name!r} is read by no push source; expected one, through "
                              "which the stream writes its rows")
         self.repo_path, self.dag, self.store = repo.path, dag, store
+        script.quiet_hamilton_errors()  # a refused trip is a dead letter with its reason, not a logged traceback
         self.push_source = self.spec.push_sources[0]
         self.overlap = pd.Timedelta(repo.overlap_for("the stream"))
         self.time = self.spec.time_column
@@ -312,7 +314,8 @@ class Status:
         self.path = repo_path / STATUS
         self.source = source
         previous = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        same_stream = previous.get("stream") == source.name and previous.get("group") == source.group
+        same_stream = (previous.get("redis"), previous.get("stream"), previous.get("group")) == (
+            redis_stream.shown(source.url), source.name, source.group)
         self.read_before = previous.get("read_up_to") if same_stream else None
         self.counts = Counts(**previous.get("counts", {})) if same_stream else Counts()
         self.started = datetime.now(timezone.utc)
@@ -349,12 +352,14 @@ def _micro_batch(source: EventSource, settings: dict) -> list[Event]:
 
 
 def consume(micro: MicroBatches, source: EventSource, settings: dict, status: Status | None = None,
-            until_idle: bool = False, say=print) -> Counts:
-    """Read micro-batches from `source` and compute them until SIGTERM or Ctrl-C (or, with
-    `until_idle`, until a read finds nothing and nothing waits); the counts."""
+            until_idle: bool = False, stop: threading.Event | None = None, say=print) -> Counts:
+    """Read micro-batches from `source` and compute them until SIGTERM or Ctrl-C or `stop` is
+    set (or, with `until_idle`, until a read finds nothing and nothing waits); the counts."""
     counts = status.counts if status else Counts()
     stopping = []
-    handlers = {s: signal.signal(s, lambda *_: stopping.append(s)) for s in (signal.SIGTERM, signal.SIGINT)}
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+        handlers = {s: signal.signal(s, lambda *_: stopping.append(s)) for s in (signal.SIGTERM, signal.SIGINT)}
     held = pd.DataFrame()  # decoded trips waiting for allowed_lateness to pass
     ids: dict[int, Event] = {}  # a held or unflushed trip's event, by its position
     unacknowledged: list[str] = []
@@ -375,7 +380,7 @@ def consume(micro: MicroBatches, source: EventSource, settings: dict, status: St
                 f"{counts.late} late, {counts.repeats} repeats)")
 
     try:
-        while not stopping:
+        while not stopping and not (stop and stop.is_set()):
             batch = _micro_batch(source, settings)
             counts.read += len(batch)
             trips, bad = events.decode([event.fields for event in batch], micro.schema)
@@ -408,9 +413,15 @@ def consume(micro: MicroBatches, source: EventSource, settings: dict, status: St
             if until_idle and idle and not micro.unflushed:
                 break
     except StreamLost:
-        micro.flush()  # what was read is written; it cannot be acknowledged
+        # What was read is computed and written (held-back trips too: nothing newer can come from
+        # the lost stream); it cannot be acknowledged.
+        if len(held):
+            for p, reason in micro.process(held).refused.items():
+                say(f"refused {ids[p].id} (not dead-lettered: the stream is lost): {reason}", file=sys.stderr)
+            held = held.iloc[:0]
+        micro.flush()
         if status:
-            status.write(micro, len(held))
+            status.write(micro, 0)
         raise
     finally:
         for sig, handler in handlers.items():
@@ -438,7 +449,7 @@ def source_of(repo, url: str) -> RedisStream:
     return RedisStream(url, settings["name"], settings["group"], settings["dead_letters"])
 
 
-def run(repo, dag, args: argparse.Namespace) -> Counts:
+def run(repo, dag, args: argparse.Namespace, stop: threading.Event | None = None) -> Counts:
     """stream.py: the consumer of the repo's stream, one per stream (a second one started on
     the same folder waits for the first to stop: a standby)."""
     from hamilton_feast import feast_operations
@@ -455,5 +466,5 @@ def run(repo, dag, args: argparse.Namespace) -> Counts:
               f"{settings['batch_events']} trips, padded with {pd.Timedelta(repo.window_overlap)} of history"
               + (f"; {micro.recovered} rows written that a crash had left out" if micro.recovered else ""), flush=True)
         status.write(micro, 0)
-        return consume(micro, source, settings, status, until_idle=args.until_idle)
+        return consume(micro, source, settings, status, until_idle=args.until_idle, stop=stop)
 
