@@ -31,7 +31,9 @@ which `hamilton-feast online --check` reads to report a consumer that falls behi
 """
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import signal
@@ -137,7 +139,9 @@ class MicroBatches:
         self.history = raw[raw[self.time] >= start - self.overlap].reset_index(drop=True)
         self.watermark = raw[self.time].max()
         self._unflushed: list[tuple[pd.DataFrame, pd.DataFrame]] = []
+        self.rows_computed = self.trips_written = 0
         self.recovered = self._catch_up(offline_latest)
+        self._offline_written = self._offline_stamp()
 
     # --- the offline store -----------------------------------------------------------------
     def _offline(self, since=None) -> pa.Table:
@@ -146,6 +150,12 @@ class MicroBatches:
             return table.to_table(columns=[self.time])
         since = pa.scalar(since.to_pydatetime(), pa.timestamp("us", tz="UTC")).cast(table.schema.field(self.time).type)
         return table.to_table(columns=self.keys, filter=ds.field(self.time) >= since)
+
+    def _offline_stamp(self) -> tuple:
+        """The offline table's file (or folder) as it is now: to tell whether another writer,
+        such as a batch apply, replaced it since this consumer wrote it."""
+        stat = self.spec.path.stat()
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
     def _offline_latest(self) -> pd.Timestamp | None:
         latest = pc.max(self._offline().column(self.time)).as_py()
@@ -157,17 +167,21 @@ class MicroBatches:
         since = offline_latest if offline_latest is not None else self.history[self.time].min()
         offline = self._offline(since)
         written = _utc(offline.to_pandas(), offline.schema)
-        candidates = self.history[self.history[self.time] >= since]
+        unflushed = [trips[self.keys] for trips, _ in getattr(self, "_unflushed", [])]  # not in the raw data yet
+        history = self.history
+        if unflushed:
+            pending = history[self.keys].merge(pd.concat(unflushed).drop_duplicates(), how="left", indicator=True)
+            history = history[pending["_merge"].to_numpy() == "left_only"]
+        candidates = history[history[self.time] >= since]
         if len(written):
             present = candidates[self.keys].merge(written.drop_duplicates(), how="left", indicator=True)["_merge"]
             candidates = candidates[present.to_numpy() == "left_only"]
         if candidates.empty:
             return 0
-        before = self.history.drop(index=candidates.index)
+        before = history.drop(index=candidates.index)
         rows = self._computed(candidates, before)
-        with known_notices_hidden():
-            self.store.push(self.push_source, rows, to=PushMode.OFFLINE)
-            self._push_online(rows)
+        self._push_offline(rows)
+        self._push_online(rows)
         return len(rows)
 
     # --- a micro-batch ---------------------------------------------------------------------
@@ -225,6 +239,7 @@ class MicroBatches:
             self.history = pd.concat([self.history, trips], ignore_index=True)
             self.watermark = max(self.watermark, trips[self.time].max())
             self._unflushed.append((trips, rows))
+            self.rows_computed += len(rows)
             outcome.rows, outcome.accepted = rows, list(trips.index)
         return outcome
 
@@ -258,11 +273,19 @@ class MicroBatches:
         with known_notices_hidden():
             self.store.push(self.push_source, latest, to=PushMode.ONLINE)
 
+    def _push_offline(self, rows: pd.DataFrame) -> None:
+        with known_notices_hidden(), contextlib.redirect_stdout(io.StringIO()):  # Feast's Spark store prints a path
+            self.store.push(self.push_source, rows, to=PushMode.OFFLINE)
+
     def flush(self) -> int:
         """Append the computed trips to the raw data and push their rows to the offline store;
         the number of trips written. Then their events may be acknowledged."""
         if not self._unflushed:
             return 0
+        if self._offline_stamp() != self._offline_written:
+            # Replaced since (a batch apply recomputed it from the raw data as it then was): rows
+            # for the trips this consumer wrote to the raw data after that are written again.
+            self.recovered += self._catch_up(self._offline_latest())
         trips = pd.concat([t for t, _ in self._unflushed], ignore_index=True)
         rows = pd.concat([r for _, r in self._unflushed], ignore_index=True)
         added = pa.Table.from_pandas(trips[self.schema.names], preserve_index=False).cast(self.schema)
@@ -270,11 +293,12 @@ class MicroBatches:
         with atomic.replaced(self.raw_path) as temporary:
             pq.write_table(self._raw, temporary)
         _pause(self.repo_path, "raw")
-        with known_notices_hidden():
-            self.store.push(self.push_source, rows, to=PushMode.OFFLINE)
+        self._push_offline(rows)
+        self._offline_written = self._offline_stamp()
         _pause(self.repo_path, "offline")
         self._unflushed = []
         self.history = self.history[self.history[self.time] >= self.watermark - self.overlap].reset_index(drop=True)
+        self.trips_written += len(trips)
         return len(trips)
 
     @property
@@ -441,6 +465,9 @@ def arguments(doc: str, argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--until-idle", action="store_true", help="stop once the stream has nothing more to read")
     parser.add_argument("--accept-loss", action="store_true",
                         help="go on after Redis lost entries (it restarted empty), with what the stream holds now")
+    parser.add_argument("--landing", type=Path, metavar="FOLDER",
+                        help="with the Spark configuration: read raw parquet files landing in FOLDER with Spark "
+                             "Structured Streaming instead of Redis")
     return parser.parse_args(argv)
 
 
@@ -455,6 +482,8 @@ def run(repo, dag, args: argparse.Namespace, stop: threading.Event | None = None
     from hamilton_feast import feast_operations
 
     settings = repo.stream_settings()
+    if args.landing:
+        return _run_on_spark(repo, dag, args)
     source = source_of(repo, args.redis)
     status_path = repo.path / STATUS
     with atomic.locked(status_path):
@@ -468,3 +497,29 @@ def run(repo, dag, args: argparse.Namespace, stop: threading.Event | None = None
         status.write(micro, 0)
         return consume(micro, source, settings, status, until_idle=args.until_idle, stop=stop)
 
+
+
+def _run_on_spark(repo, dag, args: argparse.Namespace) -> Counts:
+    """stream.py --landing FOLDER: the same micro-batches, read by Spark Structured Streaming from
+    raw files landing in FOLDER (spark.stream); its checkpoint in data/spark/stream_checkpoint/."""
+    from hamilton_feast import feast_operations, spark
+
+    if repo.offline_store != "spark":
+        raise ValueError(f"--landing reads files with Spark, but {repo.feature_store_yaml} has a {repo.offline_store} "
+                         "offline store; expected the Spark configuration (--feature-store-yaml feature_store.spark.yaml)")
+    landing = (repo.path / args.landing).resolve()
+    if not landing.is_dir():
+        raise FileNotFoundError(f"no folder {landing}; expected the folder raw parquet files land in")
+    with atomic.locked(repo.path / STATUS):
+        store = feast_operations.feature_store(str(repo.path), repo.feature_store_yaml)
+        micro = MicroBatches(repo, dag, store)
+        query = spark.stream(micro, landing, repo.path / "data" / "spark" / "stream_checkpoint", files_per_batch=1)
+        print(f"Reading raw files landing in {landing} with Spark Structured Streaming, a micro-batch a file", flush=True)
+        try:
+            if args.until_idle:
+                query.processAllAvailable()
+            else:
+                query.awaitTermination()
+        finally:
+            query.stop()
+    return Counts(rows=micro.rows_computed, flushed=micro.trips_written)
