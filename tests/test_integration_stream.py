@@ -353,3 +353,22 @@ def test_online_check_reports_a_consumer_that_falls_behind(repo, redis_url):
     consume(repo, redis_url)
     [caught_up] = online.check_stream(repo, max_lag=timedelta(seconds=1))
     assert caught_up.problems == [] and caught_up.summary.startswith("0 events waiting")
+
+
+def test_a_feature_table_replaced_mid_stream_by_an_older_apply_gets_the_streamed_rows_back(repo, redis_url):
+    """A batch apply that read the raw data before the consumer added trips to it, and saved its
+    table after: the consumer's next write finds the table replaced and writes those rows again."""
+    stream = stream_of(repo, redis_url)
+    now = pd.Timestamp.now(tz="UTC").floor("us")
+    table_path = repo / VIEW.table
+    applied = pd.read_parquet(table_path)  # what such an apply saves: the rows of the raw data it read
+    stream.publish([live_trip(now - pd.Timedelta(seconds=s), 1001 + s) for s in (6, 5)])
+    consume(repo, redis_url)
+    streamed_first = pd.read_parquet(table_path).merge(applied, how="left", indicator=True).query("_merge == 'left_only'")
+    assert len(streamed_first) == 2
+    applied.to_parquet(table_path, index=False)  # the apply saves the table without them
+    stream.publish([live_trip(now - pd.Timedelta(seconds=s), 1001 + s) for s in (2, 1)])
+    consume(repo, redis_url)
+    table = sorted_table(repo)
+    assert not table.duplicated(KEYS).any()
+    assert_same_rows(table, batch_rows_of(repo))  # all four streamed rows, once
