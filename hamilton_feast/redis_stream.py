@@ -16,6 +16,7 @@ Needs the `redis` client (`pip install ".[redis]"`).
 
 import dataclasses
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit, urlunsplit
@@ -29,6 +30,10 @@ GOING_ON = "Start the consumer with --accept-loss to go on with what the stream 
 
 class StreamLost(ValueError):
     """Redis no longer holds what the consumer read: it restarted empty, or from an older copy."""
+
+
+class StoppedWaiting(Exception):
+    """The consumer was asked to stop while it waited for Redis to answer."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +85,7 @@ class RedisStream:
                                            socket_connect_timeout=5, socket_timeout=timeout)
         self._errors = (redis.ConnectionError, redis.TimeoutError)
         self._response_error = redis.ResponseError
+        self.stop_waiting = threading.Event()  # set: a command waiting for Redis gives up (StoppedWaiting)
         self._pending_from = "0"  # reading this consumer's pending entries first, from here
         self.read_up_to = "0-0"  # the highest id this consumer was given
         self.run_id = None
@@ -147,10 +153,12 @@ class RedisStream:
                 reply = command()
                 break
             except self._errors as error:
+                if self.stop_waiting.is_set():
+                    raise StoppedWaiting(f"stopped while waiting for Redis at {shown(self.url)} ({error})") from None
                 if not said:
                     print(f"Waiting for Redis at {shown(self.url)} ({error})", file=sys.stderr, flush=True)
                     said = True
-                time.sleep(pause)
+                self.stop_waiting.wait(pause)
                 pause = min(pause * 2, 2.0)
             except self._response_error as error:
                 if str(error).startswith("NOGROUP"):

@@ -56,7 +56,7 @@ from feast import FeatureStore
 from feast.data_source import PushMode
 from hamilton_feast import atomic, events, padding, redis_stream, script
 from hamilton_feast.notices import known_notices_hidden
-from hamilton_feast.redis_stream import Event, RedisStream, StreamLost
+from hamilton_feast.redis_stream import Event, RedisStream, StoppedWaiting, StreamLost
 
 STATUS = Path("data/stream/status.json")  # in the repo's folder
 # A moment of a batch (computed, pushed, raw, offline): the consumer stops there for a minute, with
@@ -139,8 +139,9 @@ class MicroBatches:
         self.history = raw[raw[self.time] >= start - self.overlap].reset_index(drop=True)
         self.watermark = raw[self.time].max()
         self._unflushed: list[tuple[pd.DataFrame, pd.DataFrame]] = []
+        self._writing, self._writing_trips, self._write_error = None, 0, None
         self.rows_computed = self.trips_written = 0
-        self.recovered = self._catch_up(offline_latest)
+        self.recovered = self._catch_up(offline_latest, self.history, [], online=True)
         self._offline_written = self._offline_stamp()
 
     # --- the offline store -----------------------------------------------------------------
@@ -161,16 +162,18 @@ class MicroBatches:
         latest = pc.max(self._offline().column(self.time)).as_py()
         return None if latest is None else pd.Timestamp(latest).tz_convert("UTC")
 
-    def _catch_up(self, offline_latest: pd.Timestamp | None) -> int:
+    def _catch_up(self, offline_latest: pd.Timestamp | None, history: pd.DataFrame, unwritten: list,
+                  online: bool) -> int:
         """Rows for the trips the raw data has and the offline store lacks: those after its latest
-        row (a crash between the two writes of a flush), computed and pushed now."""
-        since = offline_latest if offline_latest is not None else self.history[self.time].min()
+        row (a crash between the two writes of a flush), computed and pushed now (online too, with
+        `online`). `history` is the trips kept in memory; `unwritten`, the (trips, rows) computed
+        but not yet in the raw data."""
+        since = offline_latest if offline_latest is not None else history[self.time].min()
         offline = self._offline(since)
         written = _utc(offline.to_pandas(), offline.schema)
-        unflushed = [trips[self.keys] for trips, _ in getattr(self, "_unflushed", [])]  # not in the raw data yet
-        history = self.history
-        if unflushed:
-            pending = history[self.keys].merge(pd.concat(unflushed).drop_duplicates(), how="left", indicator=True)
+        if unwritten:
+            pending = pd.concat([trips[self.keys] for trips, _ in unwritten]).drop_duplicates()
+            pending = history[self.keys].merge(pending, how="left", indicator=True)
             history = history[pending["_merge"].to_numpy() == "left_only"]
         candidates = history[history[self.time] >= since]
         if len(written):
@@ -178,10 +181,10 @@ class MicroBatches:
             candidates = candidates[present.to_numpy() == "left_only"]
         if candidates.empty:
             return 0
-        before = history.drop(index=candidates.index)
-        rows = self._computed(candidates, before)
+        rows = self._computed(candidates, history.drop(index=candidates.index))
         self._push_offline(rows)
-        self._push_online(rows)
+        if online:
+            self._push_online(rows)
         return len(rows)
 
     # --- a micro-batch ---------------------------------------------------------------------
@@ -220,10 +223,15 @@ class MicroBatches:
                                          f"has no trip of it; expected one of the {len(self.known)} known (a new one "
                                          "comes in through the raw data and a batch apply)")
         trips = trips[~unknown]
+        twice = trips.duplicated(self.keys, keep="first")
+        if twice.any():  # published twice within the batch: a repeat if equal, else a conflict
+            self._sort_out_twice(trips, twice, outcome)
+            trips = trips[~twice]
         old = trips[trips[self.time] <= self.watermark]
         if len(old):
             self._sort_out_old(old, outcome)
-            trips = trips.drop(index=[*outcome.repeats, *(p for p in old.index if p in outcome.refused)])
+            sorted_out = {*outcome.repeats, *outcome.refused}
+            trips = trips.drop(index=[p for p in old.index if p in sorted_out])
         while len(trips):
             try:
                 rows = self._computed(trips, self.history)
@@ -242,6 +250,16 @@ class MicroBatches:
             self.rows_computed += len(rows)
             outcome.rows, outcome.accepted = rows, list(trips.index)
         return outcome
+
+    def _sort_out_twice(self, trips: pd.DataFrame, twice: pd.Series, outcome: Outcome) -> None:
+        firsts = trips[~twice].set_index(self.keys)
+        for position, row in trips[twice].iterrows():
+            first = firsts.loc[tuple(row[self.keys])]
+            if all(_same(row[c], first[c]) for c in firsts.columns):
+                outcome.repeats.append(position)
+            else:
+                outcome.refused[position] = (f"it conflicts with a trip of the same {', '.join(self.keys)} in its "
+                                             "micro-batch, which has other values; expected a trip once")
 
     def _sort_out_old(self, old: pd.DataFrame, outcome: Outcome) -> None:
         """Trips no later than the latest computed: a trip already in the raw data exactly (a
@@ -278,32 +296,60 @@ class MicroBatches:
             self.store.push(self.push_source, rows, to=PushMode.OFFLINE)
 
     def flush(self) -> int:
-        """Append the computed trips to the raw data and push their rows to the offline store;
-        the number of trips written. Then their events may be acknowledged."""
+        """Append the computed trips to the raw data and push their rows to the offline store,
+        and wait for it; the number of trips written. Then their events may be acknowledged."""
+        self.start_writing()
+        return self.finish_writing()
+
+    def start_writing(self) -> None:
+        """Start writing the computed trips and rows (as `flush`) in a thread of their own, so
+        that micro-batches go on being computed and pushed online meanwhile; after the previous
+        write finished (call `finish_writing` first to acknowledge its events)."""
+        self.finish_writing()
         if not self._unflushed:
-            return 0
-        if self._offline_stamp() != self._offline_written:
-            # Replaced since (a batch apply recomputed it from the raw data as it then was): rows
-            # for the trips this consumer wrote to the raw data after that are written again.
-            self.recovered += self._catch_up(self._offline_latest())
-        trips = pd.concat([t for t, _ in self._unflushed], ignore_index=True)
-        rows = pd.concat([r for _, r in self._unflushed], ignore_index=True)
-        added = pa.Table.from_pandas(trips[self.schema.names], preserve_index=False).cast(self.schema)
-        self._raw = pa.concat_tables([self._raw, added])
-        with atomic.replaced(self.raw_path) as temporary:
-            pq.write_table(self._raw, temporary)
-        _pause(self.repo_path, "raw")
-        self._push_offline(rows)
-        self._offline_written = self._offline_stamp()
-        _pause(self.repo_path, "offline")
-        self._unflushed = []
+            return
+        writing, self._unflushed = self._unflushed, []
+        # The history as it is now: the trips computed from here on are not in it.
+        self._writing = threading.Thread(target=self._write, args=(writing, self.history), daemon=True)
+        self._writing_trips = sum(len(trips) for trips, _ in writing)
+        self._writing.start()
         self.history = self.history[self.history[self.time] >= self.watermark - self.overlap].reset_index(drop=True)
-        self.trips_written += len(trips)
-        return len(trips)
+
+    def finish_writing(self) -> int:
+        """Wait for the write in progress; the number of trips it wrote. Its error, if any, is raised here."""
+        writing, self._writing = self._writing, None
+        if writing is None:
+            return 0
+        writing.join()
+        if self._write_error is not None:
+            error, self._write_error = self._write_error, None
+            raise error
+        self.trips_written += self._writing_trips
+        return self._writing_trips
+
+    def _write(self, writing: list, history: pd.DataFrame) -> None:
+        try:
+            if self._offline_stamp() != self._offline_written:
+                # Replaced since (a batch apply recomputed it from the raw data as it then was): rows
+                # for the trips this consumer wrote to the raw data after that are written again.
+                self.recovered += self._catch_up(self._offline_latest(), history, writing, online=False)
+            trips = pd.concat([t for t, _ in writing], ignore_index=True)
+            rows = pd.concat([r for _, r in writing], ignore_index=True)
+            added = pa.Table.from_pandas(trips[self.schema.names], preserve_index=False).cast(self.schema)
+            self._raw = pa.concat_tables([self._raw, added])
+            with atomic.replaced(self.raw_path) as temporary:
+                pq.write_table(self._raw, temporary)
+            _pause(self.repo_path, "raw")
+            self._push_offline(rows)
+            self._offline_written = self._offline_stamp()
+            _pause(self.repo_path, "offline")
+        except BaseException as error:  # raised in the consumer's thread by finish_writing
+            self._write_error = error
 
     @property
     def unflushed(self) -> int:
-        return sum(len(trips) for trips, _ in self._unflushed)
+        """Trips computed and not yet written (being written included)."""
+        return sum(len(trips) for trips, _ in self._unflushed) + (self._writing_trips if self._writing else 0)
 
 
 def _same(one, other) -> bool:
@@ -382,19 +428,32 @@ def consume(micro: MicroBatches, source: EventSource, settings: dict, status: St
     counts = status.counts if status else Counts()
     stopping = []
     handlers = {}
+    def stop_on(signum, _frame):
+        stopping.append(signum)
+        if hasattr(source, "stop_waiting"):  # a read waiting for Redis gives up
+            source.stop_waiting.set()
+
     if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-        handlers = {s: signal.signal(s, lambda *_: stopping.append(s)) for s in (signal.SIGTERM, signal.SIGINT)}
+        handlers = {s: signal.signal(s, stop_on) for s in (signal.SIGTERM, signal.SIGINT)}
     held = pd.DataFrame()  # decoded trips waiting for allowed_lateness to pass
     ids: dict[int, Event] = {}  # a held or unflushed trip's event, by its position
-    unacknowledged: list[str] = []
+    unacknowledged: list[str] = []  # events of the trips computed since the last write began
+    being_written: list[str] = []  # events of the trips being written
     last_flush, position = time.monotonic(), 0
 
-    def flush():
-        nonlocal last_flush, unacknowledged
-        flushed = micro.flush()
-        source.acknowledge(unacknowledged)
+    def written(wait_for_all: bool = False):
+        """Acknowledge the events of the write in progress once it is done; start writing what
+        was computed since (in the background; with `wait_for_all`, waiting for it too)."""
+        nonlocal last_flush, unacknowledged, being_written
+        flushed = micro.finish_writing()
+        source.acknowledge(being_written)
         _pause(micro.repo_path, "acknowledged")
-        unacknowledged, last_flush = [], time.monotonic()
+        micro.start_writing()
+        being_written, unacknowledged, last_flush = unacknowledged, [], time.monotonic()
+        if wait_for_all:
+            flushed += micro.finish_writing()
+            source.acknowledge(being_written)
+            being_written = []
         counts.flushed += flushed
         if status:
             status.write(micro, len(held))
@@ -432,10 +491,18 @@ def consume(micro: MicroBatches, source: EventSource, settings: dict, status: St
                     say(f"refused {ids[p].id}: {reason}", file=sys.stderr)
                 source.dead_letter([(ids.pop(p), why) for p, why in refused.items()])
             idle = not batch and held.empty
-            if time.monotonic() - last_flush >= settings["offline_every"].total_seconds() or (idle and micro.unflushed):
-                flush()
+            if idle and micro.unflushed:
+                written(wait_for_all=True)
+            elif time.monotonic() - last_flush >= settings["offline_every"].total_seconds():
+                written()
             if until_idle and idle and not micro.unflushed:
                 break
+    except StoppedWaiting as stopped:
+        # Asked to stop while Redis did not answer: what was computed is written; its events are
+        # not acknowledged, so they come again.
+        micro.flush()
+        say(f"{stopped}: the trips computed are written, their events will be read again", file=sys.stderr)
+        return counts
     except StreamLost:
         # What was read is computed and written (held-back trips too: nothing newer can come from
         # the lost stream); it cannot be acknowledged.
@@ -450,7 +517,7 @@ def consume(micro: MicroBatches, source: EventSource, settings: dict, status: St
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    flush()
+    written(wait_for_all=True)
     return counts
 
 

@@ -10,7 +10,6 @@ from a copy of that state (its data folder put back, with the same paths the reg
 an empty Redis database."""
 
 import json
-import os
 import random
 import re
 import shutil
@@ -231,7 +230,7 @@ def test_malformed_unknown_and_refused_trips_go_to_the_dead_letters_and_the_rest
     latest = pd.read_parquet(repo / RAW_DATA).event_timestamp.max()
     second = pd.Timedelta(seconds=1)
     published = dict(zip(["good", "missing field", "wrong type", "sub-microsecond time", "unknown driver",
-                          "impossible distance", "late", "good too"], stream.publish([
+                          "impossible distance", "late", "good too", "good, again", "conflicting"], stream.publish([
         live_trip(now - 9 * second, 1001),
         {k: v for k, v in live_trip(now - 8 * second, 1002).items() if k != "rider_id"},
         live_trip(now - 7 * second, 1003, trip_dist="far"),
@@ -240,11 +239,14 @@ def test_malformed_unknown_and_refused_trips_go_to_the_dead_letters_and_the_rest
         live_trip(now - 4 * second, 1005, trip_dist="50000.0"),  # a number, but no trip is that long
         live_trip(latest - pd.Timedelta(minutes=1), 1006),
         live_trip(now - 3 * second, 1007),
+        live_trip(now - 9 * second, 1001),  # published twice
+        live_trip(now - 3 * second, 1007, trip_dist="6.5"),  # the same keys, another distance
     ])))
     counts = consume(repo, redis_url)
-    assert counts.read == 8 and counts.rows == 2 and counts.refused == 6 and counts.late == 1
+    assert (counts.read, counts.rows, counts.refused, counts.late, counts.repeats) == (10, 2, 7, 1, 1)
     reasons = dead_letters(stream)
     assert set(reasons) == {published[k] for k in published if not k.startswith("good")}
+    assert reasons[published["conflicting"]].startswith("it conflicts with a trip of the same driver_id, event_timestamp")
     assert reasons[published["missing field"]] == "field 'rider_id' is missing; expected an integer"
     assert reasons[published["wrong type"]] == "field 'trip_dist' is 'far'; expected a finite number"
     assert "column 'event_timestamp' has 1 times with sub-microsecond digits" in reasons[published["sub-microsecond time"]]
