@@ -112,7 +112,7 @@ def stream_campaign(folder: Path, kills: int, trips: int) -> dict:
     subprocess.run(APPLY, cwd=batch, check=True, capture_output=True)
     settings = (repo / "settings.yaml").read_text()
     (repo / "settings.yaml").write_text(settings.replace("batch_events: 1000", "batch_events: 100")
-                                        .replace("offline_every: 5 seconds", "offline_every: 0 seconds"))
+                                        .replace("offline_every: 30 seconds", "offline_every: 0 seconds"))
     port = free_port()
     server = start_redis(port)
     url = f"redis://127.0.0.1:{port}/0"

@@ -66,25 +66,34 @@ def encode(rows: pd.DataFrame, schema: pa.Schema) -> list[dict[str, str]]:
     return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
 
-def _parsed(texts: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
-    """The values of a column of texts (None where missing), and which parsed."""
-    present = texts.notna()
+def _number(text) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _parsed(texts: list, kind: str) -> tuple:
+    """The values of a column of texts (None where missing), and a mask of those that parsed:
+    a loop in Python over the values, one pandas call for the times (a micro-batch is small, and
+    pandas' per-call cost would dominate)."""
     if kind == "time":
-        zoned = present & texts.fillna("").str.contains(_ZONED)
-        values = pd.to_datetime(texts.where(zoned), format="ISO8601", utc=True, errors="coerce")
-        return values.dt.as_unit("ns"), zoned & values.notna()
+        zoned = np.array([isinstance(t, str) and _ZONED.search(t) is not None for t in texts], bool)
+        values = pd.to_datetime(pd.Series([t if z else None for t, z in zip(texts, zoned)], dtype=object),
+                                format="ISO8601", utc=True, errors="coerce").dt.as_unit("ns")
+        return values, zoned & values.notna().to_numpy()
     if kind == "integer":
-        whole = present & texts.fillna("").str.strip().str.match(_INTEGER)
-        numbers = pd.to_numeric(texts.where(whole), errors="coerce")
-        fits = whole & numbers.between(np.iinfo(np.int64).min, np.iinfo(np.int64).max)
-        return numbers.where(fits, 0).astype("int64"), fits
+        numbers = [int(t) if isinstance(t, str) and _INTEGER.match(t.strip()) else None for t in texts]
+        fits = np.array([n is not None and -(2**63) <= n < 2**63 for n in numbers], bool)
+        return np.array([n if f else 0 for n, f in zip(numbers, fits)], np.int64), fits
     if kind == "number":
-        numbers = pd.to_numeric(texts.where(present), errors="coerce").astype("float64")
-        return numbers, present & numbers.map(math.isfinite)
+        numbers = [_number(t) for t in texts]
+        return np.array([0.0 if n is None else n for n in numbers]), np.array([n is not None for n in numbers], bool)
     if kind == "boolean":
-        lowered = texts.fillna("").str.strip().str.lower()
-        return lowered.eq("true"), lowered.isin(["true", "false"])
-    return texts.fillna(""), present
+        lowered = [t.strip().lower() if isinstance(t, str) else "" for t in texts]
+        return np.array([t == "true" for t in lowered]), np.array([t in ("true", "false") for t in lowered])
+    return np.array(["" if t is None else t for t in texts], object), np.array([t is not None for t in texts])
 
 
 def decode(events: list[dict[str, str]], schema: pa.Schema) -> tuple[pd.DataFrame, dict[int, str]]:
@@ -95,13 +104,13 @@ def decode(events: list[dict[str, str]], schema: pa.Schema) -> tuple[pd.DataFram
     columns = {}
     for field in schema:
         kind = kind_of(field.type)
-        texts = pd.Series([event.get(field.name) for event in events], dtype=object)
+        texts = [event.get(field.name) for event in events]
         values, parsed = _parsed(texts, kind)
-        for position in np.flatnonzero(~parsed.to_numpy()):
+        for position in np.flatnonzero(~parsed):
             if position not in refused:
-                text = texts.iloc[position]
+                text = texts[position]
                 held = "missing" if text is None else repr(text)
                 refused[int(position)] = f"field {field.name!r} is {held}; expected {EXPECTED[kind]}"
         columns[field.name] = values
-    frame = pd.DataFrame(columns)
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(len(events)), copy=False)
     return frame.drop(index=list(refused)), refused

@@ -19,9 +19,9 @@ settings.yaml (beside feature_store.yaml, which keeps the infrastructure):
       group: driver_trip_features
       dead_letters: raw_trips_dead_letters
       batch_events: 1000
-      batch_wait: 100 milliseconds
+      batch_wait: 20 milliseconds
       allowed_lateness: 0 seconds
-      offline_every: 5 seconds
+      offline_every: 30 seconds
 
 An input is converted to the type the function using it declares: to a `datetime.timedelta`
 from text such as "1 day", to a `pathlib.Path` resolved against this folder; a `str` is passed

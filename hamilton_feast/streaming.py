@@ -4,8 +4,9 @@ functions and @check_output checks as the batch run, on micro-batches.
     events --decode (events.py)--> trips --refuse the bad ones (dead letters)--> a micro-batch
       --padded with window_overlap of the trips before it (padding.py)--> the repo's DAG --> rows
       --> the online store: each entity's latest row, through the view's push source, at once
-      --> every offline_every: the trips appended to the raw data, the rows pushed to the offline
-          store through the same push source; then the events are acknowledged
+      --> every offline_every, in a thread of its own while the next batches are computed: the
+          trips appended to the raw data, the rows pushed to the offline store through the same
+          push source; then the events are acknowledged
 
 - **Whole windows.** A micro-batch is computed with every trip of the `window_overlap` before it
   (the raw data's, and those streamed since), so each trailing window of its rows is whole,
@@ -31,12 +32,14 @@ which `hamilton-feast online --check` reads to report a consumer that falls behi
 """
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import io
 import json
 import os
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -143,6 +146,8 @@ class MicroBatches:
         self.rows_computed = self.trips_written = 0
         self.recovered = self._catch_up(offline_latest, self.history, [], online=True)
         self._offline_written = self._offline_stamp()
+        if len(self.history) > 1:  # the first run of the DAG loads numba's kernels: not on the first batch
+            self._computed(self.history.tail(1), self.history.iloc[:-1])
 
     # --- the offline store -----------------------------------------------------------------
     def _offline(self, since=None) -> pa.Table:
@@ -375,6 +380,8 @@ class Counts:
     repeats: int = 0
     refused: int = 0
     late: int = 0
+    batches: int = 0
+    batch_seconds: float = 0.0  # the median time a micro-batch took, from read to pushed, of the last 100
 
 
 class Status:
@@ -462,9 +469,11 @@ def consume(micro: MicroBatches, source: EventSource, settings: dict, status: St
                 f"{micro.watermark:%Y-%m-%d %H:%M:%S} UTC ({counts.read} read, {counts.refused} refused, "
                 f"{counts.late} late, {counts.repeats} repeats)")
 
+    recent = collections.deque(maxlen=100)  # how long the last micro-batches took
     try:
         while not stopping and not (stop and stop.is_set()):
             batch = _micro_batch(source, settings)
+            began = time.monotonic()
             counts.read += len(batch)
             trips, bad = events.decode([event.fields for event in batch], micro.schema)
             trips.index += position
@@ -490,6 +499,10 @@ def consume(micro: MicroBatches, source: EventSource, settings: dict, status: St
                 for p, reason in refused.items():
                     say(f"refused {ids[p].id}: {reason}", file=sys.stderr)
                 source.dead_letter([(ids.pop(p), why) for p, why in refused.items()])
+            if batch:
+                recent.append(time.monotonic() - began)
+                counts.batches += 1
+                counts.batch_seconds = round(statistics.median(recent), 4)
             idle = not batch and held.empty
             if idle and micro.unflushed:
                 written(wait_for_all=True)

@@ -243,7 +243,7 @@ def test_bad_spark_settings_are_refused_naming_the_setting(tmp_path, old, new, m
     ("\nwindow_overlap: 1 day", "\n", r"settings.yaml has no window_overlap, which the `spark:` section needs"),
     ("batch_events: 1000", "batch_events: 0", r"settings.yaml line \d+: stream: batch_events is 0; expected a whole "
                                               r"number of 1 or more"),
-    ("batch_wait: 100 milliseconds", "batch_wait: soon", r"stream: batch_wait is 'soon'; expected a duration"),
+    ("batch_wait: 20 milliseconds", "batch_wait: soon", r"stream: batch_wait is 'soon'; expected a duration"),
     ("allowed_lateness: 0 seconds", "allowed_lateness: -1 seconds", r"stream: allowed_lateness is '-1 seconds'; "
                                                                    r"expected a duration 0 or longer"),
     ("  group: driver_trip_features", "  groups: driver_trip_features", r"settings.yaml line \d+: unknown key 'groups' "

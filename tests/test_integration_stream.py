@@ -174,7 +174,7 @@ def test_a_consumer_killed_at_any_moment_loses_and_doubles_nothing(repo, redis_u
     moment; then run to the end. Micro-batches of 100 trips, each written at once.
     (benchmarks/faults.py --stream kills it many more times.)"""
     edit(repo / "settings.yaml", "batch_events: 1000", "batch_events: 100")
-    edit(repo / "settings.yaml", "offline_every: 5 seconds", "offline_every: 0 seconds")
+    edit(repo / "settings.yaml", "offline_every: 30 seconds", "offline_every: 0 seconds")
     publish_stream_trips(repo, redis_url)
     status, log = repo / streaming.STATUS, tmp_path / "consumer.log"
     consumer = [sys.executable, "stream.py"]
