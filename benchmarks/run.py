@@ -21,7 +21,12 @@ Measured, each as a ratio taken in the same run:
    concurrent clients, for 1 and 100 entities; beside two floors: Feast's app with its reads
    answered from a cache, and an empty endpoint on the same server stack;
 4. the model: its training set and fit at 100k (and 1M) labelled trips, and POST /predict
-   beside `feast serve`'s read of the same feature service, with what the model adds.
+   beside `feast serve`'s read of the same feature service, with what the model adds;
+5. the stream (`--only stream`; needs redis-server): a day of trips replayed onto Redis Streams
+   at 100 and 1,000 events a second and read by one consumer (`stream.py`) on one core: the
+   time from publishing a trip to its driver's row showing through get_online_features (p50,
+   p99), the highest rate with a p99 under 1 s, what padding a micro-batch with its 24 h of
+   history costs, and the batch path's freshness (how long `apply.py --materialize` takes).
 Run from the project root in the project's environment (./scripts/test.sh makes .venv).
 """
 
@@ -876,6 +881,193 @@ def bench_prediction(repo: Path) -> None:
            f"{http_p50 - read_p50:.2f} ms at p50 (goal: at most 1 ms)")
 
 
+# --- 5. the stream ---------------------------------------------------------------------------
+
+STREAM_DRIVERS, STREAM_TRIPS_PER_DAY = 500, 60_000  # the history is one day of them, the stream the next
+STREAM_SECONDS = 30  # how long each rate is replayed (fewer seconds when the day runs out)
+STREAM_SAMPLES_PER_SECOND = 20  # published trips whose freshness is measured
+STREAM_WARM_UP = 5  # seconds of each run before the samples start
+STREAM_ROUNDS = 3  # runs of each rate, interleaved; the figures are medians across them
+CONSUMER_CORE, CLIENT_CORE = 1, 0
+
+
+def stream_repo(folder: Path) -> tuple[Path, Path, float]:
+    """A copy of the integration repo with STREAM_DRIVERS drivers and two days of trips, the
+    first applied and materialized (timed: the batch path), the second set aside to stream; a
+    copy of its data folder to start each run from; and the apply's seconds."""
+    import shutil
+
+    repo = folder / "integration_feature_store"
+    shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    # A TTL of 3 days: the replayed day's first trips are more than a day old by the time they are read.
+    settings = (repo / "settings.yaml").read_text()
+    (repo / "settings.yaml").write_text(settings.replace("driver_trip_stats_ttl: 1 day", "driver_trip_stats_ttl: 3 days"))
+    subprocess.run([sys.executable, "generate_data.py", "--days", "2", "--stream-days", "1", "--drivers",
+                    str(STREAM_DRIVERS), "--trips", str(2 * STREAM_TRIPS_PER_DAY)], cwd=repo, check=True,
+                   capture_output=True)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "apply.py", "--materialize"], cwd=repo, check=True, capture_output=True)
+    applied = time.perf_counter() - started
+    saved = folder / "applied"
+    shutil.copytree(repo / "data", saved)
+    return repo, saved, applied
+
+
+def stream_child(repo: Path, url: str, rate: float, count: int) -> None:
+    """In a fresh process (python -O), on core CLIENT_CORE: start stream.py on core CONSUMER_CORE,
+    replay `count` trips of the day set aside at `rate` a second, and poll get_online_features for
+    the drivers of about STREAM_SAMPLES_PER_SECOND of them a second until each shows its trip's
+    row (or a later one), after the first STREAM_WARM_UP seconds. Prints the freshness of each
+    sample and the consumer's counts, as JSON."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    from hamilton_feast import events, redis_stream, streaming
+
+    os.sched_setaffinity(0, {CLIENT_CORE})
+    trips = pd.read_parquet(repo / "data" / "stream_trips.parquet").sort_values("event_timestamp").head(count)
+    drivers, seconds = trips.driver_id.to_numpy(), trips.event_timestamp.astype("int64").to_numpy() // 10**6
+    encoded = events.encode(trips, pq.read_schema(repo / "data" / "raw_trips.parquet"))
+    stream = redis_stream.RedisStream(url, "raw_trips", "driver_trip_features", "raw_trips_dead_letters")
+    log = open(repo / "data" / "consumer.log", "a")
+    consumer = subprocess.Popen(["taskset", "-c", str(CONSUMER_CORE), sys.executable, "-O", "stream.py"], cwd=repo,
+                                stdout=log, stderr=log, env={**os.environ, "STREAM_REDIS_URL": url, "NUMBA_NUM_THREADS": "1"})
+    try:
+        measured = _measured_stream(repo, consumer, stream, encoded, drivers, seconds, rate)
+    finally:
+        consumer.terminate()
+        try:
+            consumer.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            consumer.kill()
+        log.close()
+    print(json.dumps({**measured, "counts": json.loads((repo / streaming.STATUS).read_text())["counts"]}))
+
+
+def _measured_stream(repo, consumer, stream, encoded, drivers, seconds, rate) -> dict:
+    """The replay and the probing of stream_child, with the consumer started."""
+    import collections
+    import threading
+
+    from hamilton_feast import streaming
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(repo))
+    status = repo / streaming.STATUS
+    wait_until(status.exists, "stream.py started", timeout_s=120, process=consumer)
+    every = max(1, round(rate / STREAM_SAMPLES_PER_SECOND))
+    outstanding, published, lock = collections.deque(), [0], threading.Lock()
+
+    warm_up = rate * STREAM_WARM_UP  # trips published before the samples start
+
+    def on_published(ids, at):
+        with lock:
+            for i in range(published[0], published[0] + len(ids)):
+                if i % every == 0 and i >= warm_up:
+                    outstanding.append((int(drivers[i]), int(seconds[i]), at))
+            published[0] += len(ids)
+
+    producer = threading.Thread(target=lambda: stream.replay(encoded, rate, on_published))
+    producer.start()
+    freshness, feature = [], ["driver_trip_stats:driver_trips_24h"]
+    deadline = None
+    while True:
+        if deadline is None and not producer.is_alive():
+            deadline = time.monotonic() + 30  # time for the last trips to show
+        if deadline is not None and (not outstanding or time.monotonic() >= deadline):
+            break
+        with lock:
+            waiting = list(outstanding)
+        if not waiting:
+            time.sleep(0.002)
+            continue
+        probed = sorted({driver for driver, _, _ in waiting})[:16]
+        answer = store.get_online_features(features=feature, entity_rows=[{"driver_id": d} for d in probed]
+                                           ).to_dict(include_event_timestamps=True)
+        seen, now = dict(zip(answer["driver_id"], answer["driver_trips_24h__ts"])), time.monotonic()
+        with lock:
+            for sample in list(outstanding):
+                driver, second, at = sample
+                if driver in seen and (seen[driver] or 0) >= second:
+                    freshness.append(now - at)
+                    outstanding.remove(sample)
+    return {"freshness": freshness, "never_seen": len(outstanding)}
+
+
+def batch_timings(history_rows: list[int], batch: int) -> list[tuple[int, float, float]]:
+    """The repo's DAG on a micro-batch of the last `batch` trips of a day alone, and padded with
+    the day's other trips (its 24 h of history), for days of each number of trips."""
+    from hamilton_feast import padding
+
+    dag = driver.Builder().with_modules(*INTEGRATION.modules, INTEGRATION.table_nodes).build()
+    measured = []
+    for rows in history_rows:
+        day = generate_data.raw_trips(END, days=1, trips=rows + batch, drivers=STREAM_DRIVERS).to_pandas()
+        history, trips = day.head(rows), day.tail(batch).reset_index(drop=True)
+        padded, own = padding.padded(history, trips, "event_timestamp", pd.Timedelta(days=1))
+        alone_times, padded_times = [], []
+        for _ in range(10):  # interleaved, so that a slow moment of the machine hits both alike
+            alone_times.append(median_time(lambda: padding.computed(
+                dag, "driver_trip_features", "raw_trips", trips, np.ones(len(trips), bool), "event_timestamp"), 1))
+            padded_times.append(median_time(lambda: padding.computed(
+                dag, "driver_trip_features", "raw_trips", padded, own, "event_timestamp"), 1))
+        # The first of each warms up (numba's threads, pandas' caches); medians of the 9 after.
+        measured.append((len(padded) - batch, statistics.median(alone_times[1:]), statistics.median(padded_times[1:])))
+    return measured
+
+
+def bench_stream(folder: Path, rates: list[float]) -> None:
+    import os
+    import shutil
+
+    redis_server = shutil.which("redis-server")
+    if not redis_server or not shutil.which("taskset"):
+        print("  stream       (no redis-server or taskset installed: left out)")
+        return
+    repo, saved, applied = stream_repo(folder)
+    record("stream", f"batch path: apply.py --materialize, {STREAM_TRIPS_PER_DAY:,} trips of one day", applied,
+           "features are as fresh as the last run: its interval plus this")
+    for rows, alone, padded in batch_timings([1_400, STREAM_TRIPS_PER_DAY, 500_000], 1000):
+        record("stream", f"a micro-batch of 1,000 trips through the DAG, padded with {rows:,} trips (24 h)", padded,
+               f"{alone * 1000:.0f} ms alone: the padding costs {(padded - alone) * 1000:.0f} ms")
+    port = free_port()
+    server = subprocess.Popen([redis_server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    os.sched_setaffinity(server.pid, {CLIENT_CORE})
+    import redis
+
+    wait_until(lambda: redis.Redis.from_url(url).ping(), "redis-server", timeout_s=20)
+    try:
+        measured = {rate: [] for rate in rates}
+        for _ in range(STREAM_ROUNDS):  # interleaved, so that a busy moment of the machine hits every rate alike
+            for rate in rates:
+                count = min(STREAM_TRIPS_PER_DAY, int(rate * STREAM_SECONDS))
+                shutil.rmtree(repo / "data")
+                shutil.copytree(saved, repo / "data")
+                redis.Redis.from_url(url).flushall()
+                child = subprocess.run([sys.executable, "-O", __file__, "--stream-child", repo, url, str(rate),
+                                        str(count)], capture_output=True, text=True)
+                if child.returncode:
+                    raise RuntimeError(f"the stream's run at {rate:g}/s failed:\n{child.stderr[-3000:]}")
+                run = json.loads(child.stdout.strip().splitlines()[-1])
+                fresh = np.array(run["freshness"]) * 1000
+                counts = run["counts"]
+                measured[rate].append((*np.percentile(fresh, [50, 99]), fresh.max(), run["never_seen"],
+                                       counts["rows"] / max(counts["batches"], 1), counts["batch_seconds"] * 1000))
+                print(f"    {rate:,.0f}/s: p50 {measured[rate][-1][0]:.0f} ms, p99 {measured[rate][-1][1]:.0f} ms, "
+                      f"{counts['rows']:,} rows, {counts['refused']} refused", flush=True)
+        for rate, rounds in measured.items():
+            p50, p99, largest, unseen, size, seconds = (statistics.median(column) for column in zip(*rounds))
+            p99s = [r[1] for r in rounds]
+            record("stream", f"published -> visible online, {rate:,.0f} events/s, consumer on 1 core", p50 / 1000,
+                   f"p50 {p50:.0f} ms, p99 {p99:.0f} ms (rounds {min(p99s):.0f}-{max(p99s):.0f}), max {largest:.0f} ms; "
+                   f"micro-batches of {size:.0f} trips taking {seconds:.0f} ms; {unseen:g} not seen within 30 s")
+    finally:
+        server.terminate()
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         child(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]))
@@ -889,14 +1081,18 @@ def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--spark-child":
         spark_child(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
         return
+    if len(sys.argv) == 6 and sys.argv[1] == "--stream-child":
+        stream_child(Path(sys.argv[2]), sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))
+        return
     if len(sys.argv) == 3 and sys.argv[1] in ("--model-child", "--predict-child"):
         (model_child if sys.argv[1] == "--model-child" else predict_child)(Path(sys.argv[2]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", action="store_true", help="also 10M trips and 1M entity rows")
-    parser.add_argument("--only", choices=["transforms", "scale", "spark", "cluster", "training", "online", "model"],
-                        action="append",
-                        help="run only these sections (repeatable)")
+    parser.add_argument("--rates", type=float, nargs="+", default=[100, 1000, 1500, 2000],
+                        help="the stream's rates to replay, events a second (default: 100 1000 1500 2000)")
+    parser.add_argument("--only", action="append", help="run only these sections (repeatable)",
+                        choices=["transforms", "scale", "spark", "cluster", "training", "online", "model", "stream"])
     args = parser.parse_args()
     wanted = lambda section: not args.only or section in args.only
 
@@ -935,6 +1131,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             smallest = bench_model_training(Path(folder), [100_000] + ([1_000_000] if args.large else []))
             bench_prediction(smallest)
+
+    if wanted("stream"):
+        print(f"5. the stream ({STREAM_DRIVERS} drivers, {STREAM_TRIPS_PER_DAY:,} trips a day; each rate from the same "
+              f"applied day of history, replayed for up to {STREAM_SECONDS} s, {STREAM_ROUNDS} interleaved rounds; the DAG "
+              f"timings medians of 9 interleaved runs)")
+        with tempfile.TemporaryDirectory() as folder:
+            bench_stream(Path(folder), args.rates)
 
     print("\n| section | case | seconds | notes |\n| --- | --- | ---: | --- |")
     for section, case, seconds, note in ROWS:

@@ -11,19 +11,23 @@
     hamilton-feast online --reload      # reload each view's TTL window from the offline data
     hamilton-feast drift                # how far served features moved from their baseline
     hamilton-feast drift --check        # the same; exits 2 if any feature drifted
+    hamilton-feast replay data/stream_trips.parquet --rate 100   # publish trips onto the repo's stream
 
 The repo is the folder given by --repo (default: the current one): its settings.yaml lists the
 modules of its Hamilton DAG (`online` and `drift` work in any Feast repo). Exit codes: 0 done,
-1 error, 2 changes found (`changes --check`), an online store to reload (`online --check`) or a
-drifted feature (`drift --check`).
+1 error, 2 changes found (`changes --check`), an online store to reload or a stream consumer
+behind (`online --check`), or a drifted feature (`drift --check`).
 """
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
-from hamilton_feast import changes, drawing, drift, feast_operations, lineage, models, online, script
+from hamilton_feast import changes, drawing, drift, feast_operations, lineage, models, online, redis_stream, script
 from hamilton_feast.read_only import store_that_writes_nothing
 from hamilton_feast.repo import Repo
 
@@ -52,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--reload", action="store_true", help="reload each view's TTL window")
     online_store.add_argument("--max-age", type=pd.Timedelta, metavar="AGE",
                               help="stale when last loaded longer ago, e.g. '2 hours' (default: the view's TTL)")
+    online_store.add_argument("--max-lag", type=pd.Timedelta, metavar="AGE", default=pd.Timedelta(online.MAX_LAG),
+                              help="the stream's consumer is behind when its oldest unprocessed event arrived "
+                                   f"longer ago (default: {online.MAX_LAG})")
     drifted = commands.add_parser("drift", help="served features against their baseline (after feast monitor run)")
     drifted.add_argument("--service", action="append", metavar="NAME",
                          help="a feature service (repeatable; default: every service that logs)")
@@ -60,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
                          help="drifted when a mean moved by more baseline standard deviations (default %(default)s)")
     drifted.add_argument("--max-share-change", type=float, default=drift.MAX_SHARE_CHANGE, metavar="SHARE",
                          help="drifted when a larger share of values changed category or null (default %(default)s)")
+    replay = commands.add_parser("replay", help="publish raw rows onto the repo's stream, at a rate")
+    replay.add_argument("trips", type=Path, help="a parquet file of raw rows, published in event-time order")
+    replay.add_argument("--rate", type=float, default=100.0, help="events a second; 0: as fast as possible (default 100)")
+    replay.add_argument("--count", type=int, help="publish only the first COUNT rows (default: all)")
+    replay.add_argument("--redis", default=os.environ.get(redis_stream.URL_VARIABLE, redis_stream.DEFAULT_URL),
+                        help=f"the stream's Redis (default: ${redis_stream.URL_VARIABLE}, else {redis_stream.DEFAULT_URL})")
     return parser
 
 
@@ -77,6 +90,7 @@ def _online(args) -> int:
     if args.reload:
         online.reload(store)
     healths = online.check(store, max_age=args.max_age.to_pytimedelta() if args.max_age else None)
+    healths += online.check_stream(Path(args.repo), max_lag=args.max_lag.to_pytimedelta())
     print(online.health_report(healths))
     return EXIT_CHANGED if any(health.problems for health in healths) else 0
 
@@ -89,11 +103,33 @@ def _drift(args) -> int:
     return EXIT_CHANGED if args.check and any(d.drifted for d in drifts) else 0
 
 
+def _replay(args) -> int:
+    from hamilton_feast import events
+
+    repo = Repo(args.repo, args.feature_store_yaml)
+    settings = repo.stream_settings()
+    table = next(t for t in repo.saved_table_names if repo.saved_table(t, "the stream").push_sources)
+    time_column = repo.saved_table(table, "the stream").time_column
+    if args.rate < 0 or (args.count is not None and args.count < 1):
+        raise ValueError(f"--rate {args.rate:g} --count {args.count}: expected a rate of 0 or more and a count of 1 or more")
+    if not args.trips.is_file():
+        raise FileNotFoundError(f"no trips to replay at {args.trips}; expected a parquet file of raw rows "
+                                "(e.g. from generate_data.py --stream-days 1)")
+    rows = pd.read_parquet(args.trips).sort_values(time_column, kind="stable").head(args.count)
+    stream = redis_stream.RedisStream(args.redis, settings["name"], settings["group"], settings["dead_letters"])
+    schema = pa.Schema.from_pandas(rows, preserve_index=False)
+    seconds = stream.replay(events.encode(rows, schema), args.rate)
+    print(f"published {len(rows)} rows of {args.trips} to {stream} in {seconds:.1f} s")
+    return 0
+
+
 def run(args) -> int:
     if args.command == "online":
         return _online(args)
     if args.command == "drift":
         return _drift(args)
+    if args.command == "replay":
+        return _replay(args)
     repo = Repo(args.repo, args.feature_store_yaml)
     if args.command == "draw":
         drawn = drawing.pictures(repo)

@@ -12,11 +12,17 @@ with status PRESENT. So:
   the view's TTL). Any failure, or an online store that cannot be read, is a problem.
 - `reload`: materialize every online feature view over its TTL window ending now (all of its
   data for a view without a TTL), whatever the registry says was loaded.
+- `check_stream`: in a repo whose stream consumer ran (its status file, data/stream/status.json),
+  the events its consumer group has not processed: a problem when the oldest of them arrived
+  more than `max_lag` ago (the consumer is behind, or stopped), or when Redis no longer has the
+  group or does not answer.
 """
 
 import contextlib
 import dataclasses
+import os
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import duckdb
 
@@ -25,6 +31,7 @@ from hamilton_feast import registry_store, sources
 from hamilton_feast.notices import known_notices_hidden
 
 SAMPLE = 1000  # entities read back per view
+MAX_LAG = "1 minute"  # the stream consumer is behind when its oldest unprocessed event is older
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -36,6 +43,19 @@ class ViewHealth:
     missing: int = 0  # of those, without any value online
     behind: int = 0  # of those, with an older row online than the offline data's latest
     problems: list[str] = dataclasses.field(default_factory=list)
+
+    def ok(self) -> str:
+        return f"ok ({self.checked} entities read back)"
+
+
+@dataclasses.dataclass
+class StreamHealth:
+    view: str  # the stream, as the report names it
+    summary: str = ""
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+    def ok(self) -> str:
+        return f"ok ({self.summary})"
 
 
 def _online_views(store: FeatureStore) -> list[FeatureView]:
@@ -114,7 +134,7 @@ def check(store: FeatureStore, now: datetime | None = None, max_age: timedelta |
 def health_report(healths: list[ViewHealth]) -> str:
     lines = []
     for health in healths:
-        state = "; ".join(health.problems) or f"ok ({health.checked} entities read back)"
+        state = "; ".join(health.problems) or health.ok()
         lines.append(f"{health.view}: {state}")
     return "\n".join(lines)
 
@@ -161,3 +181,40 @@ def reload(store: FeatureStore, end: datetime | None = None) -> list[tuple[str, 
             ) from error
         loaded.append((view.name, start, end))
     return loaded
+
+
+def check_stream(repo_path: Path, max_lag: timedelta, now: datetime | None = None) -> list[StreamHealth]:
+    """The health of the repo's stream consumer, if it ever ran (see the module's description)."""
+    from hamilton_feast import redis_stream, streaming
+
+    status = streaming.read_status(repo_path)
+    if status is None:
+        return []
+    url = os.environ.get(redis_stream.URL_VARIABLE) or status["redis"]
+    stream = redis_stream.RedisStream(url, status["stream"], status["group"], status["dead_letters"], timeout=10)
+    health = StreamHealth(f"{stream} (group {stream.group})")
+    try:
+        lag = stream.lag()
+    except Exception as error:  # the client's connection errors: the check's answer, not a crash
+        health.problems.append(f"cannot read the stream: {type(error).__name__}: {error}")
+        return [health]
+    if lag is None:
+        health.problems.append(f"Redis has no group {stream.group!r} on it, which the consumer read up to "
+                               f"{status['read_up_to']}: Redis restarted empty or the stream was deleted; see "
+                               "docs/streaming.md")
+        return [health]
+    now = now or datetime.now(timezone.utc)
+    waiting = "an unknown number of" if lag.waiting is None else f"{lag.waiting}"
+    age = now - lag.oldest if lag.oldest else timedelta(0)
+    if age > max_lag:
+        health.problems.append(
+            f"behind: {waiting} events not yet processed, the oldest received {_rounded(age)} ago (more than "
+            f"{max_lag}); the consumer computed trips until {status['computed_until']} and last wrote its status "
+            f"at {status['written']}: is stream.py running?")
+    health.summary = (f"{waiting} events waiting, the oldest received {_rounded(age)} ago; computed until "
+                      f"{status['computed_until']}; {lag.dead_letters} dead letters")
+    return [health]
+
+
+def _rounded(age: timedelta) -> timedelta:
+    return timedelta(seconds=round(age.total_seconds()))

@@ -10,10 +10,18 @@ settings.yaml (beside feature_store.yaml, which keeps the infrastructure):
     saved_tables:                                        # table node -> the file it is saved to
       driver_trip_features: data/driver_trip_features.parquet
     tag_code_versions: true                              # the default
+    window_overlap: 1 day                                # the trailing history a part of the rows needs
     spark:                                               # when the offline store is Spark
       saved_tables: {driver_trip_features: data/spark/driver_trip_features}
       time_partitions: 4 days
-      window_overlap: 1 day
+    stream:                                              # the stream of raw events (streaming.py)
+      name: raw_trips
+      group: driver_trip_features
+      dead_letters: raw_trips_dead_letters
+      batch_events: 1000
+      batch_wait: 20 milliseconds
+      allowed_lateness: 0 seconds
+      offline_every: 30 seconds
 
 An input is converted to the type the function using it declares: to a `datetime.timedelta`
 from text such as "1 day", to a `pathlib.Path` resolved against this folder; a `str` is passed
@@ -32,6 +40,7 @@ A saved table is a node of its own, saved with Hamilton's `@save_to.parquet` by 
 source, each computed by the node of its name: nothing lists them by hand.
 """
 
+import dataclasses
 import importlib.util
 import inspect
 import json
@@ -47,7 +56,7 @@ import yaml
 from hamilton import driver
 from hamilton.io.utils import get_file_metadata
 
-from feast import Entity, FeatureView, Project
+from feast import Entity, FeatureView, Project, PushSource
 from feast.constants import FEAST_FS_YAML_FILE_PATH_ENV_NAME
 from feast.data_source import DataSource
 from hamilton_feast import feast_operations, objects, saved_tables
@@ -59,8 +68,12 @@ SETTINGS_FILE = "settings.yaml"
 # store, a training set...), which a repo's drivers add beside its modules.
 FEAST_OPERATION_NODES = {name for name, function in vars(feast_operations).items() if inspect.isfunction(function)
                          and function.__module__ == feast_operations.__name__ and not name.startswith("_")}
-SETTINGS_KEYS = {"modules", "inputs", "saved_tables", "tag_code_versions", "spark"}
-SPARK_KEYS = {"saved_tables", "time_partitions", "window_overlap"}
+SETTINGS_KEYS = {"modules", "inputs", "saved_tables", "tag_code_versions", "window_overlap", "spark", "stream"}
+SPARK_KEYS = {"saved_tables", "time_partitions"}
+# The stream's settings: {key: what it must be}; a duration's least value in words.
+STREAM_KEYS = {"name": "a stream's name", "group": "a consumer group's name",
+               "dead_letters": "a stream's name", "batch_events": "a whole number of 1 or more",
+               "batch_wait": "longer than 0", "allowed_lateness": "0 or longer", "offline_every": "0 or longer"}
 DEFAULT_FEATURE_STORE_YAML = "feature_store.yaml"
 POWER_USER_MODE = "hamilton.enable_power_user_mode"  # for @resolve in feast_operations
 
@@ -115,6 +128,25 @@ def _feature_store_yaml_in_use() -> str:
     chosen = (context.obj or {}).get("FS_YAML_FILE") if context is not None else None
     chosen = chosen or os.environ.get(FEAST_FS_YAML_FILE_PATH_ENV_NAME)
     return Path(chosen).name if chosen else DEFAULT_FEATURE_STORE_YAML
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedTable:
+    """A saved table as the engines that compute it on part of the rows need it (Spark's ranges
+    of time, the stream's micro-batches): where it goes, its columns, the modules they derive
+    from, the one data loader they start at and the input naming its file, the Feast source
+    reading it (its event time, created time) and the push sources writing through it."""
+
+    name: str
+    path: Path
+    columns: list[str]
+    modules: dict[str, Path]
+    loader: str
+    loader_input: str
+    time_column: str
+    created_column: str | None
+    join_keys: list[str]
+    push_sources: list[str]
 
 
 class Repo:
@@ -176,8 +208,12 @@ class Repo:
         full_dag = (driver.Builder().with_modules(*self.modules, local_tables)
                     .with_config(self.hamilton_config).build())
         self.saved_tables = local_tables
+        self.table_nodes = local_tables  # computed in this process, whatever the offline store (the stream's)
+        self._table_facts = (tables, columns, definitions, full_dag)
+        self.window_overlap = self._duration(settings, ("window_overlap",), "0 or longer", required=False)
+        self.stream = self._stream_settings(settings["stream"]) if "stream" in settings else None
         if on_spark:
-            self.saved_tables = self._spark_tables(settings["spark"], tables, columns, definitions, full_dag)
+            self.saved_tables = self._spark_tables(settings["spark"])
         self.lineage = None
         if settings.get("tag_code_versions", True):
             self.lineage = Lineage(full_dag, definitions, code_dir=self.path)
@@ -270,38 +306,107 @@ class Repo:
         line = self._setting_lines.get(keys)
         return f"{SETTINGS_FILE} line {line}" if line else SETTINGS_FILE
 
-    def _spark_tables(self, settings: dict, tables: dict, columns: dict, definitions: dict, dag) -> ModuleType:
+    def _duration(self, settings: dict, keys: tuple, least: str, required: bool = True) -> timedelta | None:
+        """The duration at `keys` of the settings (e.g. ("spark", "time_partitions")), at least
+        `least` ("longer than 0" or "0 or longer"); None if absent and not required."""
+        setting = settings
+        for key in keys:
+            setting = (setting or {}).get(key)
+        what = f"{self._where(*keys) if setting is not None else SETTINGS_FILE}: {': '.join(keys)}"
+        if setting is None and not required:
+            return None
+        duration = _converted(what, setting, timedelta, self.path) if setting is not None else None
+        if duration is None or duration < timedelta(0) or (least == "longer than 0" and not duration):
+            raise ValueError(f"{what} is {setting!r}; expected a duration {least}, such as '1 day'")
+        return duration
+
+    def overlap_for(self, needed_by: str) -> timedelta:
+        """window_overlap, which `needed_by` (e.g. "the `spark:` section") needs."""
+        if self.window_overlap is None:
+            raise ValueError(f"{SETTINGS_FILE} has no window_overlap, which {needed_by} needs; expected the "
+                             "longest trailing window of the features, such as '1 day'")
+        return self.window_overlap
+
+    def _spark_tables(self, settings: dict) -> ModuleType:
         """The saved tables' nodes computed by Spark: each runs the modules its columns derive
         from, from the data loader's file, over ranges of its source's event time."""
         from hamilton_feast import spark  # pyspark, only where Spark is configured
 
-        durations = {}
-        for key, least in (("time_partitions", "longer than 0"), ("window_overlap", "0 or longer")):
-            setting = settings.get(key)
-            what = f"{self._where('spark', key) if setting else SETTINGS_FILE}: spark: {key}"
-            duration = _converted(what, setting, timedelta, self.path) if setting else None
-            if duration is None or duration < timedelta(0) or (key == "time_partitions" and not duration):
-                raise ValueError(f"{what} is {setting!r}; expected a duration {least}, such as '1 day'")
-            durations[key] = duration
-        nodes = {node.name: node for node in dag.list_available_variables()}
+        partitions = self._duration({"spark": settings}, ("spark", "time_partitions"), "longer than 0")
+        overlap = self.overlap_for("the `spark:` section")
         specs = {}
-        for table, saver in tables.items():
-            upstream = dag.what_is_upstream_of(*columns[table])
-            loaders = [n for n in upstream if n.tags.get("hamilton.data_loader") and "." not in n.name]
-            if len(loaders) != 1:
-                raise ValueError(f"saved table {table!r} derives from {len(loaders)} data loaders; "
-                                 "expected one, whose file Spark reads")
-            loader_inputs = [name for name in nodes[f"{loaders[0].name}.loader"].required_dependencies
-                             if isinstance(self.inputs.get(name), Path)]
-            functions = {n.originating_functions[0] for n in upstream if n.originating_functions}
-            module_files = {m.__name__: Path(m.__file__) for m in self.modules
-                            if any(f.__globals__ is vars(m) for f in functions)}
-            source = next(o for o in definitions.values()
-                          if getattr(o, "path", None) == str(self.saved_table_paths[saver]))
-            specs[table] = {"path": self.saved_table_paths[saver], "columns": columns[table],
-                            "modules": module_files, "loader": loaders[0].name,
-                            "loader_input": loader_inputs[0], "time_column": source.timestamp_field}
-        return spark.module(specs, **durations, feature_store_yaml=self.feature_store_yaml)
+        for table in self._table_facts[0]:
+            spec = self.saved_table(table, "Spark")
+            specs[table] = {"path": spec.path, "columns": spec.columns, "modules": spec.modules, "loader": spec.loader,
+                            "loader_input": spec.loader_input, "time_column": spec.time_column}
+        return spark.module(specs, time_partitions=partitions, window_overlap=overlap,
+                            feature_store_yaml=self.feature_store_yaml)
+
+    @property
+    def saved_table_names(self) -> list[str]:
+        return list(self._table_facts[0])
+
+    def stream_settings(self) -> dict:
+        """The `stream:` section of settings.yaml, checked; an error if there is none."""
+        if self.stream is None:
+            raise ValueError(f"{SETTINGS_FILE} has no `stream:` section; expected the stream's settings "
+                             f"({', '.join(STREAM_KEYS)})")
+        return self.stream
+
+    def saved_table(self, table: str, engine: str) -> SavedTable:
+        """What `engine` ("Spark", "the stream") needs to compute `table` on part of its rows;
+        an error naming the table if it does not derive from exactly one data loader."""
+        tables, columns, definitions, dag = self._table_facts
+        if table not in tables:
+            raise ValueError(f"{SETTINGS_FILE} saves no table {table!r}; it saves: {', '.join(tables) or 'none'}")
+        saver = tables[table]
+        nodes = {node.name: node for node in dag.list_available_variables()}
+        upstream = dag.what_is_upstream_of(*columns[table])
+        loaders = [n for n in upstream if n.tags.get("hamilton.data_loader") and "." not in n.name]
+        if len(loaders) != 1:
+            raise ValueError(f"saved table {table!r} derives from {len(loaders)} data loaders; "
+                             f"expected one, whose file {engine} reads")
+        loader_inputs = [name for name in nodes[f"{loaders[0].name}.loader"].required_dependencies
+                         if isinstance(self.inputs.get(name), Path)]
+        functions = {n.originating_functions[0] for n in upstream if n.originating_functions}
+        module_files = {m.__name__: Path(m.__file__) for m in self.modules
+                        if any(f.__globals__ is vars(m) for f in functions)}
+        sources, views = self._readers(saver, definitions)
+        entities = {o.name: o for o in definitions.values() if isinstance(o, Entity)}
+        pushes = [o.name for o in definitions.values()
+                  if isinstance(o, PushSource) and any(o.batch_source is s for s in sources)]
+        return SavedTable(
+            name=table, path=self.saved_table_paths[saver], columns=columns[table], modules=module_files,
+            loader=loaders[0].name, loader_input=loader_inputs[0], time_column=sources[0].timestamp_field,
+            created_column=sources[0].created_timestamp_column or None,
+            join_keys=list(dict.fromkeys(entities[e].join_key for v in views for e in v.entities if e in entities)),
+            push_sources=pushes,
+        )
+
+    def _stream_settings(self, settings) -> dict:
+        """The `stream:` section, checked key by key: {key: value}, durations as timedelta."""
+        if not isinstance(settings, dict):
+            raise ValueError(f"{self._where('stream')}: stream: holds a {type(settings).__name__}; expected "
+                             f"the keys {', '.join(STREAM_KEYS)}, each on its own indented line")
+        unknown = sorted(set(settings) - set(STREAM_KEYS))
+        if unknown:
+            raise ValueError(f"{self._where('stream', unknown[0])}: unknown key {unknown[0]!r} under stream:; "
+                             f"expected one of {sorted(STREAM_KEYS)}")
+        typed = {}
+        for key, expected in STREAM_KEYS.items():
+            value = settings.get(key)
+            what = f"{self._where('stream', key) if key in settings else SETTINGS_FILE}: stream: {key}"
+            if expected.endswith(("than 0", "or longer")):
+                typed[key] = self._duration({"stream": settings}, ("stream", key), expected)
+            elif expected.startswith("a whole number"):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"{what} is {value!r}; expected {expected}")
+                typed[key] = value
+            elif not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{what} is {value!r}; expected {expected}")
+            else:
+                typed[key] = value
+        return typed
 
     # --- the saved tables ---
     def _readers(self, node: str, definitions: dict) -> tuple[list[DataSource], list[FeatureView]]:

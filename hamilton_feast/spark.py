@@ -9,7 +9,8 @@ table is computed by Spark (see settings.yaml's `spark:` section):
   is one partition, so one task;
 - every range runs the repo's Hamilton DAG (the same modules, functions and @check_output
   checks) in a pandas function on an executor, and keeps the rows of its own range
-  (spark_tasks.py); a range whose DAG raises is reported once, by the driver, with its message;
+  (spark_tasks.py, with padding.py, which the stream's micro-batches use
+  too); a range whose DAG raises is reported once, by the driver, with its message;
 - Spark writes the table as a folder of parquet files, through a Hamilton data saver.
 
 So there is no second copy of the feature logic, and the values equal the one-process run's:
@@ -442,3 +443,33 @@ def module(tables: dict[str, dict], time_partitions: timedelta, window_overlap: 
         functions.append(save_to.parquet(path=value(str(spec["path"])),
                                          output_name_=saved_tables.saver_name(table))(build))
     return create_temporary_module(*functions)
+
+
+def stream(micro, landing: Path, checkpoint: Path, files_per_batch: int | None = None):
+    """The stream's micro-batches (streaming.MicroBatches: the repo's DAG on each batch padded
+    with its history, pushed through the push source) in Spark Structured Streaming: raw files
+    landing in the folder `landing` (parquet, the raw data's columns), read by Spark's file
+    source, each micro-batch handed to `micro` in `foreachBatch` and written before Spark commits
+    it (`checkpoint` keeps which files were read). Refused trips go to parquet files beside the
+    checkpoint, `dead_letters/batch-<id>.parquet`, each with its reason. Returns the query."""
+    spark = session(micro.store)
+    schema = from_arrow_schema(micro.schema)
+    reader = spark.readStream.schema(schema)
+    if files_per_batch:
+        reader = reader.option("maxFilesPerTrigger", files_per_batch)
+    dead_letters = Path(checkpoint) / "dead_letters"
+
+    def each(batch: DataFrame, batch_id: int) -> None:
+        trips = batch.toPandas()
+        for column in trips.columns:  # Spark hands timestamps over without a zone: they are UTC
+            if pd.api.types.is_datetime64_dtype(trips[column]):
+                trips[column] = trips[column].dt.tz_localize("UTC")
+        outcome = micro.process(trips)
+        if outcome.refused:
+            refused = trips.loc[list(outcome.refused)].assign(reason=list(outcome.refused.values()))
+            with atomic.replaced(dead_letters / f"batch-{batch_id}.parquet") as temporary:
+                refused.to_parquet(temporary, index=False)
+        micro.flush()
+
+    return (reader.parquet(str(landing)).writeStream.foreachBatch(each)
+            .option("checkpointLocation", str(checkpoint)).start())

@@ -43,7 +43,7 @@ def range_of_rows(table: str, columns: list[str], modules: list[str], loader: st
     order, keeping those from `start` (microseconds since the epoch) on."""
     from hamilton import driver
 
-    from hamilton_feast import saved_tables
+    from hamilton_feast import padding, saved_tables
 
     def compute(rows: pd.DataFrame, start: int) -> pd.DataFrame:
         dag = driver.Builder().with_modules(
@@ -54,10 +54,10 @@ def range_of_rows(table: str, columns: list[str], modules: list[str], loader: st
         for column in rows.columns:  # Spark hands timestamps over without a zone: they are UTC
             if pd.api.types.is_datetime64_dtype(rows[column]):
                 rows[column] = rows[column].dt.tz_localize("UTC")
-        computed = dag.execute([table], overrides={loader: rows.drop(columns=[ROW, PART])})[table]
-        computed[ROW] = rows[ROW].to_numpy()
-        own = computed[time_column].array.as_unit("us").asi8 >= start
-        return computed[own].reset_index(drop=True)
+        own = rows[time_column].array.as_unit("us").asi8 >= start
+        kept = padding.computed(dag, table, loader, rows.drop(columns=[ROW, PART]), own, time_column)
+        kept[ROW] = rows[ROW].to_numpy()[own]
+        return kept
 
     return compute
 

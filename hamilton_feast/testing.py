@@ -66,12 +66,18 @@ def run(
     return result
 
 
-def killed(command: list[str], cwd: Path, when, env: dict | None = None) -> str | None:
-    """Start `command` in `cwd` (with extra environment variables `env`) and SIGKILL it as soon
-    as `when(seconds since the start)` returns something true (a description of the moment),
-    polling every millisecond; return that description, or None if the command ended first."""
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, **(env or {})})
+def killed(command: list[str], cwd: Path, when, env: dict | None = None, log: Path | None = None) -> str | None:
+    """Start `command` in `cwd` (with extra environment variables `env`; its output appended to
+    `log`, if given) and SIGKILL it as soon as `when(seconds since the start)` returns something
+    true (a description of the moment), polling every millisecond; return that description, or
+    None if the command ended first."""
+    output = open(log, "a") if log else subprocess.DEVNULL
+    try:
+        process = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT if log else output,
+                                   env={**os.environ, **(env or {})})
+    finally:
+        if log:
+            output.close()
     started = time.monotonic()
     try:
         while process.poll() is None:

@@ -7,6 +7,8 @@ learns). The trips end at `--end` (default: the current hour), so materializatio
 fresh features. Same arguments give the same file.
 
     python generate_data.py [--seed 42] [--end 2026-01-01T00:00Z] [--days 14] [--trips 20000] [--drivers 50]
+    python generate_data.py --stream-days 1   # the last day's trips to data/stream_trips.parquet instead,
+                                              # to replay onto the stream (docs/streaming.md)
 """
 
 import argparse
@@ -15,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
 REPO_DIR = Path(__file__).resolve().parent
 FIRST_DRIVER_ID = 1001
+STREAM_TRIPS = REPO_DIR / "data" / "stream_trips.parquet"  # trips for `hamilton-feast replay`
 
 
 def raw_trips_path() -> Path:
@@ -82,14 +86,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--days", type=int, default=14, help="days of history (default 14)")
     parser.add_argument("--trips", type=int, default=20_000, help="number of trips (default 20000)")
     parser.add_argument("--drivers", type=int, default=50, help="number of drivers (default 50)")
+    parser.add_argument("--stream-days", type=int, default=0,
+                        help=f"the trips of the last days go to {STREAM_TRIPS.relative_to(REPO_DIR)}, to stream (default 0)")
     args = parser.parse_args(argv)
     for name in ("days", "trips", "drivers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not 0 <= args.stream_days < args.days:
+        parser.error(f"--stream-days must be from 0 to --days - 1 ({args.days - 1}), got {args.stream_days}")
     end = utc_hour(args.end)
     table = raw_trips(end, args.days, args.trips, args.drivers, args.seed)
     path = raw_trips_path()
     path.parent.mkdir(parents=True, exist_ok=True)
+    streamed = pc.greater_equal(table["event_timestamp"], end - pd.Timedelta(days=args.stream_days))
+    if args.stream_days:
+        pq.write_table(table.filter(streamed), STREAM_TRIPS)
+        table = table.filter(pc.invert(streamed))
+        print(f"wrote {pq.read_metadata(STREAM_TRIPS).num_rows} trips of the last {args.stream_days} days to {STREAM_TRIPS}")
     pq.write_table(table, path)
     print(f"wrote {table.num_rows} trips to {path} (end {end.isoformat()})")
 

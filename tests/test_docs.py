@@ -49,7 +49,7 @@ HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
 ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 SEPARATORS = {"&&", "||", ";", "|", "&"}
 # Commands shown but not checked: they install or fetch, or only change the shell.
-NOT_CHECKED = {"export", "curl", "source", "echo", "apt-get"}
+NOT_CHECKED = {"export", "curl", "source", "echo", "apt-get", "redis-server"}
 # An inline code span is a command to check when its first word is one of these.
 INLINE = {"python", "python3", "hamilton-feast", "feast", "cd", "pytest", "jupyter", "diff"}
 FILE_ARGUMENT = re.compile(r"[\w./-]+\.(?:py|ipynb|yaml|yml|sh|txt)")
@@ -199,17 +199,23 @@ def _files_named(argv: list[str], folder: Path) -> list[str]:
             if FILE_ARGUMENT.fullmatch(value) and not (folder / value).exists()]
 
 
-def _apply_arguments_call(tree: ast.Module):
+def _apply_arguments_call(tree: ast.Module, name: str = "apply_arguments"):
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "apply_arguments":
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == name:
             return node
     return None
 
 
 def _script_parser(path: Path):
     """How a script parses its arguments: an apply script through script.apply_arguments, as it
-    calls it; any other through a parser rebuilt from its add_argument calls."""
+    calls it, a stream script through streaming.arguments; any other through a parser rebuilt
+    from its add_argument calls."""
     tree = ast.parse(path.read_text())
+    stream = _apply_arguments_call(tree, "arguments")
+    if stream is not None and getattr(stream.func, "value", None) is not None and stream.func.value.id == "streaming":
+        from hamilton_feast import streaming
+
+        return lambda argv: streaming.arguments(ast.get_docstring(tree) or path.name, argv)
     call = _apply_arguments_call(tree)
     if call is not None:
         materialize = any(k.arg == "materialize" and ast.literal_eval(k.value) for k in call.keywords)

@@ -23,7 +23,7 @@ from feast.permissions.policy import RoleBasedPolicy
 from feast.types import Float64, Int64
 from hamilton_feast import Repo, atomic, feast_operations, objects, script
 from hamilton_feast.notices import known_notices_hidden
-from hamilton_feast.testing import copy_repo, run
+from hamilton_feast.testing import copy_repo, edit, run
 
 FEATURE_STORE_YAML = """project: tiny
 registry: data/registry.db
@@ -223,7 +223,6 @@ def test_bad_settings_are_refused_naming_the_setting(tmp_path, settings, message
     ("time_partitions: 4 days", "time_partitions: four days", r"settings.yaml line \d+: spark: time_partitions is "
                                                                r"'four days'; expected a duration such as '1 day'"),
     ("time_partitions: 4 days", "time_partitions: 0 days", r"spark: time_partitions is '0 days'; expected a duration longer than 0"),
-    ("window_overlap: 1 day", "window_overlap: -1 day", r"spark: window_overlap is '-1 day'; expected a duration 0 or longer"),
 ])
 def test_bad_spark_settings_are_refused_naming_the_setting(tmp_path, old, new, message):
     repo_dir = copy_repo(ROOT / INTEGRATION, tmp_path)
@@ -236,6 +235,25 @@ def test_bad_spark_settings_are_refused_naming_the_setting(tmp_path, old, new, m
     with pytest.raises(ValueError, match=message):
         Repo(repo_dir, "feature_store.spark.yaml")
     Repo(repo_dir)  # the default configuration does not need the section
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("window_overlap: 1 day", "window_overlap: -1 day",
+     r"settings.yaml line \d+: window_overlap is '-1 day'; expected a duration 0 or longer"),
+    ("\nwindow_overlap: 1 day", "\n", r"settings.yaml has no window_overlap, which the `spark:` section needs"),
+    ("batch_events: 1000", "batch_events: 0", r"settings.yaml line \d+: stream: batch_events is 0; expected a whole "
+                                              r"number of 1 or more"),
+    ("batch_wait: 20 milliseconds", "batch_wait: soon", r"stream: batch_wait is 'soon'; expected a duration"),
+    ("allowed_lateness: 0 seconds", "allowed_lateness: -1 seconds", r"stream: allowed_lateness is '-1 seconds'; "
+                                                                   r"expected a duration 0 or longer"),
+    ("  group: driver_trip_features", "  groups: driver_trip_features", r"settings.yaml line \d+: unknown key 'groups' "
+                                                                        r"under stream:; expected one of"),
+])
+def test_bad_window_and_stream_settings_are_refused_naming_the_setting(tmp_path, old, new, message):
+    repo_dir = copy_repo(ROOT / INTEGRATION, tmp_path)
+    edit(repo_dir / "settings.yaml", old, new)
+    with pytest.raises(ValueError, match=message):
+        Repo(repo_dir, "feature_store.spark.yaml")
 
 
 def test_a_repo_without_settings_says_what_is_missing(tmp_path):

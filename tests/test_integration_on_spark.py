@@ -17,10 +17,10 @@ import pytest
 import yaml
 from hamilton import driver
 from hamilton.data_quality.base import DataValidationError
-from this_repo import PROJECT, RAW_DATA, REPO, VIEW
+from this_repo import PROJECT, RAW_DATA, REPO, SMALL, VIEW
 
 from feast import FeatureStore
-from hamilton_feast import Repo, feast_operations, spark, training_sets
+from hamilton_feast import Repo, feast_operations, spark, streaming, training_sets
 from hamilton_feast.testing import copy_repo, generate_data, registry_objects, run, spark_cluster, wait_until
 
 pytestmark = pytest.mark.xdist_group("spark")  # one worker, one Spark session
@@ -330,3 +330,44 @@ def test_spark_on_a_cluster_a_folder_an_executor_does_not_see_is_one_line_before
         rf"the driver does: {re.escape(str(repo_dir / 'data'))}, where Spark reads raw_trips.parquet \(settings.yaml "
         r"inputs: raw_trips_path\); expected the same folder at the same path on every host of the cluster \(a "
         r"shared mount; see docs/scale.md\)", line), line
+
+
+def test_spark_stream_foreach_batch_equals_the_one_process_answer(tmp_path):
+    """stream.py --landing with the Spark configuration: raw files landing in a folder, read by
+    Spark Structured Streaming's file source, a micro-batch a file, each handed in foreachBatch to
+    the one-process consumer's micro-batch function (padded, the repo's DAG, the push source).
+    The rows equal the one-process DAG over the same raw trips, and each streamed trip is added once."""
+    repo_dir = copy_repo(REPO, tmp_path)
+    generate_data(repo_dir, *SMALL, "--stream-days", "1")
+    repo = Repo(repo_dir, SPARK_YAML)
+    repo.driver().execute(["registered"], inputs=repo.inputs)  # apply.py, in this process's Spark session
+    trips = pd.read_parquet(repo_dir / "data/stream_trips.parquet")
+    landing = repo_dir / "data/landing"
+    landing.mkdir()
+    for part, rows in enumerate(np.array_split(trips, 2)):
+        rows.to_parquet(landing / f"part-{part}.parquet", index=False)
+    dag = driver.Builder().with_modules(*repo.modules, repo.table_nodes).with_config(repo.hamilton_config).build()
+    counts = streaming.run(repo, dag, streaming.arguments("stream.py", ["--feature-store-yaml", SPARK_YAML,
+                                                                        "--landing", "data/landing", "--until-idle"]))
+    assert counts.rows == counts.flushed == len(trips) > 500
+    keys = ["driver_id", "event_timestamp", "created"]
+    on_spark = pd.read_parquet(repo_dir / SPARK_TABLE)
+    on_spark = on_spark.astype({"event_timestamp": "datetime64[us, UTC]", "created": "datetime64[us, UTC]"})
+    [table] = repo.saved_table_names
+    one_process = dag.execute([table], inputs=repo.inputs)[table]
+    assert not on_spark.duplicated(keys).any() and len(on_spark) == len(one_process)
+    on_spark, one_process = same_rows(on_spark[list(one_process.columns)], one_process, keys)
+    for column in one_process.columns:
+        if column.startswith("driver_trip_dist_mean"):
+            np.testing.assert_allclose(on_spark[column], one_process[column], rtol=1e-9, atol=0, err_msg=column)
+        else:
+            np.testing.assert_array_equal(on_spark[column].to_numpy(), one_process[column].to_numpy(), column)
+    raw = pd.read_parquet(repo_dir / RAW_DATA)
+    assert len(raw) == len(one_process) and not raw.duplicated().any()
+    latest = one_process.sort_values(keys[1:]).groupby("driver_id").tail(1).set_index("driver_id")
+    drivers = sorted(int(d) for d in latest.index)
+    served = spark_store(repo_dir).get_online_features(
+        features=[f"{VIEW.name}:driver_trips_24h"], entity_rows=[{"driver_id": d} for d in drivers]).to_dict()
+    fresh = latest.event_timestamp > pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=1)
+    assert fresh.sum() >= 5
+    assert served["driver_trips_24h"] == [int(latest.loc[d, "driver_trips_24h"]) if fresh[d] else None for d in drivers]

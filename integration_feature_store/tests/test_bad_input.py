@@ -167,7 +167,8 @@ DEFINITION_CASES = {
     "unknown setting": (
         "settings.yaml", "\nsaved_tables:", "\nsaved_table:",
         lambda repo: f"settings.yaml line {settings_line(repo, 'saved_table:')}: unknown key 'saved_table'; "
-                     "expected one of ['inputs', 'modules', 'saved_tables', 'spark', 'tag_code_versions']",
+                     "expected one of ['inputs', 'modules', 'saved_tables', 'spark', 'stream', 'tag_code_versions', "
+                     "'window_overlap']",
     ),
     "misspelled saved table": (
         "settings.yaml", "\n  driver_trip_features: data/", "\n  driver_trip_featurs: data/",
@@ -179,7 +180,7 @@ DEFINITION_CASES = {
     "unknown Spark setting": (
         "settings.yaml", "time_partitions:", "time_partition:",
         lambda repo: f"settings.yaml line {settings_line(repo, 'time_partition:')}: unknown key 'time_partition' "
-                     "under spark:; expected one of ['saved_tables', 'time_partitions', 'window_overlap']",
+                     "under spark:; expected one of ['saved_tables', 'time_partitions']",
     ),
     "YAML indentation": (
         "settings.yaml", "\n  driver_trip_stats_ttl:", "\n    driver_trip_stats_ttl:",
