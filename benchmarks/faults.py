@@ -6,7 +6,7 @@ table (docs/faults.md, "When things go wrong", cites it).
     python benchmarks/faults.py --random 50 --trips 500000
     python benchmarks/faults.py --stream 20     # only the stream's consumer, killed 20 times (needs redis-server)
 
-The stream's campaign: a day of trips published to a real redis-server, stream.py (micro-batches
+The stream's campaign: a day of trips published to a real redis-server (a slice before each run), stream.py (micro-batches
 of 100 trips, each written at once) SIGKILLed alternately at a random moment and at each moment
 of a batch in turn (computed, pushed online, raw data written, offline store written,
 acknowledged), then run to the end; then counted against a batch apply over the same trips: trips
@@ -88,6 +88,16 @@ MOMENTS = ["computed", "pushed", "raw", "offline", "acknowledged"]
 KEYS = ["driver_id", "event_timestamp", "created"]
 
 
+def deadline(when, kill: int, seconds: float = 300):
+    """`when`, refusing to wait past `seconds`: a moment the consumer never reaches stops the
+    campaign with its name instead of waiting for ever."""
+    def checked(elapsed):
+        if elapsed > seconds:
+            raise SystemExit(f"error: kill {kill + 1}: stream.py never reached its moment in {seconds:.0f} s")
+        return when(elapsed)
+    return checked
+
+
 def stream_campaign(folder: Path, kills: int, trips: int) -> dict:
     """Kill stream.py `kills` times (see above), then run it to the end; what it left, against
     a batch apply over the same raw trips."""
@@ -118,9 +128,13 @@ def stream_campaign(folder: Path, kills: int, trips: int) -> dict:
     url = f"redis://127.0.0.1:{port}/0"
     try:
         stream = RedisStream(url, "raw_trips", "driver_trip_features", "raw_trips_dead_letters")
-        stream.publish(events.encode(streamed, pq.read_schema(repo / "data/raw_trips.parquet")))
+        # A slice of the day published before each run, the rest before the last one: every run has
+        # batches to be killed in, however fast the consumer gets through them.
+        published = events.encode(streamed, pq.read_schema(repo / "data/raw_trips.parquet"))
+        slices = np.array_split(np.arange(len(published)), kills + 1)
         status, rng, kinds = repo / streaming.STATUS, random.Random(2026), []
         for kill in range(kills):
+            stream.publish([published[i] for i in slices[kill]])
             env = {"STREAM_REDIS_URL": url}
             if kill % 2:
                 moment = MOMENTS[(kill // 2) % len(MOMENTS)]
@@ -134,11 +148,12 @@ def stream_campaign(folder: Path, kills: int, trips: int) -> dict:
                     begun = json.loads(status.read_text())["started"] if status.exists() else "1970-01-01T00:00Z"
                     at = pd.Timestamp(begun).timestamp()
                     return at > started and time.time() - at > delay and "random"
-            kinds.append(killed([sys.executable, "stream.py"], repo, when, env=env))
+            kinds.append(killed([sys.executable, "stream.py"], repo, deadline(when, kill), env=env))
             for marker in (repo / streaming.STATUS.parent).glob("paused-*"):
                 marker.unlink()
             table = pd.read_parquet(repo / "data/driver_trip_features.parquet")
             assert not table.duplicated(KEYS).any(), f"kill {kill + 1} ({kinds[-1]}) left a row twice"
+        stream.publish([published[i] for i in slices[kills]])
         final = subprocess.run([sys.executable, "stream.py", "--until-idle"], cwd=repo, capture_output=True, text=True,
                                env={**os.environ, "STREAM_REDIS_URL": url})
         raw = pd.read_parquet(repo / "data/raw_trips.parquet")
