@@ -66,11 +66,13 @@ def run(
     return result
 
 
-def killed(command: list[str], cwd: Path, when, env: dict | None = None, log: Path | None = None) -> str | None:
+def killed(command: list[str], cwd: Path, when, env: dict | None = None, log: Path | None = None,
+           timeout_s: float = 600) -> str | None:
     """Start `command` in `cwd` (with extra environment variables `env`; its output appended to
     `log`, if given) and SIGKILL it as soon as `when(seconds since the start)` returns something
     true (a description of the moment), polling every millisecond; return that description, or
-    None if the command ended first."""
+    None if the command ended first. A command still running, its moment not reached, after
+    `timeout_s` is killed and a TimeoutError names it: a moment that never comes never hangs."""
     output = open(log, "a") if log else subprocess.DEVNULL
     try:
         process = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT if log else output,
@@ -81,7 +83,11 @@ def killed(command: list[str], cwd: Path, when, env: dict | None = None, log: Pa
     started = time.monotonic()
     try:
         while process.poll() is None:
-            moment = when(time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            if elapsed > timeout_s:
+                raise TimeoutError(f"`{' '.join(map(str, command))}` in {cwd} ran {timeout_s:g} s without "
+                                   "reaching the moment to kill it")
+            moment = when(elapsed)
             if moment:
                 process.kill()
                 process.wait()

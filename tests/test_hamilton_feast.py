@@ -5,6 +5,7 @@ around a run (progress bar, notices, pictures) do what they say."""
 import subprocess
 import sys
 import textwrap
+import time
 import types
 import warnings
 from datetime import timedelta
@@ -23,7 +24,7 @@ from feast.permissions.policy import RoleBasedPolicy
 from feast.types import Float64, Int64
 from hamilton_feast import Repo, atomic, feast_operations, objects, script
 from hamilton_feast.notices import known_notices_hidden
-from hamilton_feast.testing import copy_repo, edit, run
+from hamilton_feast.testing import copy_repo, edit, killed, run
 
 FEATURE_STORE_YAML = """project: tiny
 registry: data/registry.db
@@ -349,3 +350,16 @@ def test_a_failed_write_names_the_path_and_why(tmp_path):
     with pytest.raises(ValueError, match=f"cannot write {target}: No such file or directory; the previous"):
         with atomic.replaced(target) as temporary:
             open(temporary.parent / "missing" / "file", "wb")
+
+
+def test_killed_stops_a_command_that_never_reaches_its_moment(tmp_path):
+    """The fault campaigns wait for a moment to kill at; one that never comes is an error naming
+    the command, and the command does not outlive it."""
+    marker = tmp_path / "still running"
+    command = [sys.executable, "-c", f"import pathlib, time; time.sleep(2); pathlib.Path({str(marker)!r}).touch()"]
+    with pytest.raises(TimeoutError, match=r"-c .* ran 0.3 s without reaching the moment to kill it"):
+        killed(command, tmp_path, lambda _: False, timeout_s=0.3)
+    time.sleep(2.5)
+    assert not marker.exists(), "the command outlived the timeout"
+    assert killed(command[:2] + ["pass"], tmp_path, lambda _: False) is None  # ended first
+    assert killed(command, tmp_path, lambda elapsed: elapsed > 0.2 and "at 0.2 s") == "at 0.2 s"
